@@ -1,0 +1,69 @@
+"""The workspace folder: where uploads, variants, engines and results are kept between sessions.
+
+Everything the workbench writes goes here, never over a user's own files, and is written
+atomically (to a temporary file in the same folder, then renamed into place).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from workbench.samples import REPO_ROOT
+
+ENV_VAR = "WORKBENCH_WORKSPACE"
+
+
+def workspace_dir(subdir: str | None = None) -> Path:
+    """The workspace folder (``$WORKBENCH_WORKSPACE``, else ``<repo>/workspace``), created if missing.
+
+    Args:
+        subdir: A folder inside the workspace to return (created too).
+
+    Returns:
+        The folder's path.
+    """
+    root = Path(os.environ.get(ENV_VAR) or REPO_ROOT / "workspace").expanduser()
+    path = root / subdir if subdir else root
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_atomic(path, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` atomically: readers see the old file or the new one, never half.
+
+    Args:
+        path: Destination file.
+        data: Bytes, or text written as UTF-8.
+
+    Returns:
+        The destination path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def unused_path(folder, filename: str) -> Path:
+    """A path in ``folder`` named like ``filename`` that does not exist yet (``name-2.onnx``...),
+    so that saving never overwrites an existing file."""
+    folder = Path(folder)
+    candidate = folder / Path(filename).name
+    stem, suffix = candidate.stem, candidate.suffix
+    n = 2
+    while candidate.exists():
+        candidate = folder / f"{stem}-{n}{suffix}"
+        n += 1
+    return candidate
