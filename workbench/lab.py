@@ -45,6 +45,8 @@ def lab_command(
         f"--IdentityProvider.token={token}",
         f"--ServerApp.open_browser={open_browser}",
     ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI machines run as root
+        argv.append("--ServerApp.allow_root=True")
     if (NOTEBOOK_DIR / notebook).is_file():
         argv.append(str(NOTEBOOK_DIR / notebook))
     return argv
