@@ -12,7 +12,8 @@ type : str
     The layer's type as the backend reports it (``CaskConvolution``, ``Reformat``, ``Conv``...).
 inputs, outputs : list of dict
     One dict per tensor: ``name``, ``dtype`` (``FP32``, ``FP16``, ``INT8``...; None if unknown),
-    ``format`` (memory layout text if known) and ``shape`` (list, may be None).
+    ``format`` (memory layout text if known) and ``shape`` (list, may be None); sources may add
+    ``layout`` (``LINEAR``, ``CHW32``...) and ``location`` (``Device``/``Host``).
 input_precision, output_precision : str or None
     The distinct dtypes of the inputs / outputs joined by ``+`` (``"INT8"``, ``"FP32+INT8"``).
 precision : str or None
@@ -28,6 +29,9 @@ inserted : bool
     MemcpyToHost nodes ONNX Runtime inserts).
 source : str
     ``"onnxruntime"``, ``"tensorrt"`` (live) or ``"trt-json"`` (imported).
+
+Sources may add columns of their own (TensorRT JSON: ``weights_dtype``, ``origin``,
+``trt_percentage``...); views must not require them.
 
 Profiled tables add:
 
@@ -104,7 +108,9 @@ def make_layer_table(records: Iterable[Mapping], attrs: Mapping | None = None) -
         columns += list(PROFILE_COLUMNS)
     extra = [k for r in rows for k in r if k not in columns]
     columns += list(dict.fromkeys(extra))
-    table = pd.DataFrame(rows, columns=columns)
+    # object dtype keeps None as None (pandas 3 would turn text columns into strings with NaN)
+    table = pd.DataFrame(rows, columns=columns, dtype=object)
+    table["inserted"] = table["inserted"].astype(bool)
     if "time_ms" in table:
         table["time_ms"] = table["time_ms"].astype(float)
         table["median_ms"] = table["median_ms"].astype(float)
