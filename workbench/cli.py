@@ -106,6 +106,114 @@ def cmd_lab(args):
     return run_lab(argv)
 
 
+# --- profile and bench ---------------------------------------------------------------------
+
+
+def _model_input_args(parser, *, model_required: bool):
+    parser.add_argument("model", nargs=None if model_required else "?", help="path to an .onnx file")
+    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt"])
+    parser.add_argument("--data", help=".npz with one array per model input (default: random inputs)")
+    parser.add_argument("--batch", type=int, default=1, help="samples per inference (default 1)")
+    parser.add_argument(
+        "--level", default="all", choices=["disable", "basic", "extended", "all"],
+        help="ONNX Runtime graph optimization level (default all)",
+    )
+    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: ORT's)")
+
+
+def _engine_and_inputs(args):
+    """Build the engine the arguments ask for and the inputs to feed it."""
+    from workbench.backends import get_backend
+    from workbench.datasets.arrays import load_npz, synthetic_inputs, take_batch
+    from workbench.model import load_model
+
+    model = load_model(args.model)
+    backend = get_backend(args.backend)
+    options = {"graph_optimization_level": args.level, "intra_op_num_threads": args.threads}
+    if args.batch < 1:
+        raise ValueError(f"--batch must be at least 1, got {args.batch}")
+    if args.data:
+        inputs, _labels = load_npz(args.data, model.input_names)
+        inputs = take_batch(inputs, args.batch)
+    else:
+        log.info("no --data: timing on random inputs of batch %d", args.batch)
+        inputs = synthetic_inputs(model.summary.inputs, batch=args.batch)
+    log.info("building %s on %s", model.path.name, backend.name)
+    return model, backend.build(model, options), inputs
+
+
+def _profile_args(parser):
+    _model_input_args(parser, model_required=False)
+    parser.add_argument("--iterations", type=int, default=20, help="profiled runs (default 20)")
+    parser.add_argument("--trt-layers", help="trtexec --exportLayerInfo JSON (or engine inspector JSON)")
+    parser.add_argument("--trt-profile", help="trtexec --exportProfile JSON")
+    parser.add_argument("--trt-times", help="trtexec --exportTimes JSON")
+
+
+@command(
+    "profile",
+    "the engine's layer table (fusion and per-layer time) from ONNX Runtime or trtexec exports",
+    _profile_args,
+)
+def cmd_profile(args):
+    from workbench.analysis.engine_table import table_records, table_totals
+
+    if args.trt_layers:
+        from workbench.backends.trt_json import import_trt
+
+        table = import_trt(args.trt_layers, args.trt_profile, args.trt_times)
+        source = {"trt_layers": args.trt_layers, "trt_profile": args.trt_profile, "trt_times": args.trt_times}
+    elif args.model:
+        model, engine, inputs = _engine_and_inputs(args)
+        log.info("profiling %d runs", args.iterations)
+        table = engine.profile(inputs, iterations=args.iterations)
+        source = {"model": str(model.path), "backend": args.backend, "level": args.level, "batch": args.batch}
+    else:
+        raise ValueError("give a MODEL to profile, or --trt-layers with trtexec's exported JSON")
+    result = {
+        "source": source,
+        "totals": table_totals(table),
+        "end_to_end": table.attrs.get("end_to_end") or (
+            {"mean_ms": table.attrs["end_to_end_ms"]} if "end_to_end_ms" in table.attrs else None
+        ),
+        "warnings": list(table.attrs.get("warnings", [])),
+        "layers": table_records(table),
+    }
+    if args.json:
+        return result
+    columns = [c for c in ("name", "type", "precision", "time_ms", "share") if c in table]
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", 500, "display.width", 200, "display.max_colwidth", 70):
+        print(table[columns].to_string(index=False))
+    print(json.dumps(result["totals"]))
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    return None
+
+
+def _bench_args(parser):
+    _model_input_args(parser, model_required=True)
+    parser.add_argument("--iterations", type=int, default=200, help="timed runs (default 200)")
+    parser.add_argument("--warmup", type=int, default=20, help="untimed runs first (default 20)")
+    parser.add_argument("--duration", type=float, help="run at least this many seconds as well")
+
+
+@command("bench", "latency percentiles and throughput of a model on a backend", _bench_args)
+def cmd_bench(args):
+    model, engine, inputs = _engine_and_inputs(args)
+    log.info("benchmarking: %d warm-up runs, then %d timed runs", args.warmup, args.iterations)
+    result = engine.benchmark(inputs, iterations=args.iterations, warmup=args.warmup, duration_s=args.duration)
+    data = {"model": str(model.path), **result.to_dict()}
+    if args.json:
+        return data
+    for key in ("mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms"):
+        print(f"{key:>12}: {data[key]:.4f}")
+    print(f"{'throughput':>12}: {data['throughput']:.1f} samples/s (batch {data['batch_size']}, "
+          f"{data['iterations']} runs)")
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",

@@ -132,3 +132,30 @@ def add_shares(table: pd.DataFrame) -> pd.DataFrame:
     total = out["time_ms"].sum()
     out["share"] = 100.0 * out["time_ms"] / total if total > 0 else 0.0
     return out
+
+
+def table_records(table: pd.DataFrame) -> list[dict]:
+    """The table as JSON-ready records: NaN becomes None, numpy scalars plain Python."""
+    records = []
+    for row in table.to_dict(orient="records"):
+        clean = {}
+        for key, value in row.items():
+            if isinstance(value, float) and value != value:  # NaN
+                value = None
+            elif hasattr(value, "item") and not isinstance(value, (list, dict)):
+                value = value.item()
+            clean[key] = value
+        records.append(clean)
+    return records
+
+
+def table_totals(table: pd.DataFrame) -> dict:
+    """Headline counts of a table: layers, inserted layers, and total layer time if profiled."""
+    totals = {
+        "layers": int(len(table)),
+        "inserted_layers": int(table["inserted"].sum()),
+        "fused_layers": int((table["onnx_nodes"].map(len) > 1).sum()),
+    }
+    if "time_ms" in table:
+        totals["total_layer_time_ms"] = float(table["time_ms"].sum())
+    return totals

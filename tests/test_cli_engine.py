@@ -1,0 +1,99 @@
+"""The `workbench profile` and `workbench bench` JSON contracts, on real models and fixtures."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.samples import sample_data_path, sample_path
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "trt"
+
+
+def _cli(*args):
+    result = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    return result
+
+
+def _json(*args):
+    result = _cli(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_profile_onnxruntime_records():
+    data = _json("profile", sample_path("digits_cnn"), "--data", sample_data_path("digits_cnn"), "--batch", 4,
+                 "--iterations", 5)
+    layers = data["layers"]
+    assert layers and all({"name", "type", "onnx_nodes", "time_ms", "share"} <= set(r) for r in layers)
+    assert sum(r["share"] for r in layers) == pytest.approx(100.0, abs=0.01)
+    claimed = [n for r in layers for n in r["onnx_nodes"]]
+    assert "/features/conv1/Conv" in claimed and "/classifier/Gemm" in claimed
+    assert data["totals"]["layers"] == len(layers)
+    assert data["totals"]["total_layer_time_ms"] == pytest.approx(sum(r["time_ms"] for r in layers))
+
+
+def test_profile_trt_fixture_records():
+    folder = FIXTURES / "resnet18-a100-qat"
+    data = _json("profile", "--trt-layers", folder / "engine.graph.json",
+                 "--trt-profile", folder / "engine.profile.json")
+    raw_layers = json.loads((folder / "engine.graph.json").read_text())["Layers"]
+    assert len(data["layers"]) == len(raw_layers) == 37
+    by_name = {r["name"]: r for r in data["layers"]}
+    fused = by_name["layer1.0.conv2.weight + QuantizeLinear_32 + Conv_34 + Add_36 + Relu_37"]
+    assert fused["onnx_nodes"] == ["QuantizeLinear_32", "Conv_34", "Add_36", "Relu_37"]
+    assert fused["precision"] == "INT8"
+    assert sum(r["share"] for r in data["layers"]) == pytest.approx(100.0, abs=0.01)
+
+
+def test_profile_layers_only_has_no_times():
+    folder = FIXTURES / "resnet18-a100-fp16"
+    data = _json("profile", "--trt-layers", folder / "engine.graph.json")
+    assert all("time_ms" not in r for r in data["layers"])
+    assert "total_layer_time_ms" not in data["totals"]
+
+
+def test_bench_onnxruntime_contract():
+    data = _json("bench", sample_path("digits_transformer"), "--batch", 8, "--iterations", 30, "--warmup", 5)
+    for key in ("mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms", "throughput",
+                "batch_size", "settings", "iterations"):
+        assert key in data
+    assert data["batch_size"] == 8 and data["iterations"] == 30
+    assert data["min_ms"] <= data["median_ms"] <= data["p90_ms"] <= data["p95_ms"] <= data["p99_ms"] <= data["max_ms"]
+    assert data["throughput"] == pytest.approx(1000 * 8 / data["mean_ms"])
+    assert data["settings"]["graph_optimization_level"] == "all"
+
+
+def test_bench_without_tensorrt_says_why_and_the_fix():
+    result = _cli("bench", sample_path("digits_cnn"), "--backend", "tensorrt")
+    assert result.returncode == 2
+    assert "TensorRT is not installed" in result.stderr and "gpu" in result.stderr
+
+
+def test_profile_without_model_or_trt_files_is_refused():
+    result = _cli("profile")
+    assert result.returncode == 2 and "--trt-layers" in result.stderr
+
+
+def test_bench_refuses_nan_data(tmp_path):
+    data = np.load(sample_data_path("digits_cnn"))
+    x = data["input"][:4].copy()
+    x[2, 0, 3, 3] = np.nan
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, input=x)
+    result = _cli("bench", sample_path("digits_cnn"), "--data", bad)
+    assert result.returncode == 2
+    assert "'input'" in result.stderr and "sample(s) [2]" in result.stderr
+
+
+@pytest.mark.parametrize("sub", ["profile", "bench"])
+def test_help(sub):
+    result = _cli(sub, "--help")
+    assert result.returncode == 0 and "--json" in result.stdout
