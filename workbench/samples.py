@@ -43,3 +43,13 @@ def sample_data_path(name: str = DEFAULT_SAMPLE, split: str = "eval") -> Path:
     if not path.is_file():
         raise ValueError(f"sample model {name!r} has no {split} split at {path}")
     return path
+
+
+def trt_example_dir() -> Path | None:
+    """Real TensorRT exports (trtexec layer info and profiles) to try the import on, if present.
+
+    The project's test fixtures live beside the repository in ``../shared/fixtures/trt`` on
+    development and CI machines; a user's own exports work the same way. None when absent.
+    """
+    folder = REPO_ROOT.parent / "shared" / "fixtures" / "trt"
+    return folder if folder.is_dir() else None
