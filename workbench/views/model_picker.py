@@ -10,12 +10,12 @@ import html
 from typing import Callable
 
 import ipywidgets as widgets
-from IPython.display import display
 
 from workbench.errors import WorkbenchError
 from workbench.model import LoadedModel, load_model
 from workbench.samples import DEFAULT_SAMPLE, sample_names, sample_path
 from workbench.views.model_figures import op_histogram_figure
+from workbench.views.output import show_in
 from workbench.workspace import unused_path, workspace_dir, write_atomic
 
 
@@ -44,14 +44,17 @@ class ModelPicker(widgets.VBox):
         self.sample_dropdown = widgets.Dropdown(
             options=names, value=sample if sample in names else None, description="Sample"
         )
-        self.path_box = widgets.Text(placeholder="/path/to/model.onnx", description="Path")
+        # continuous_update=False: the value changes on Enter (or leaving the box), not per key
+        self.path_box = widgets.Text(
+            placeholder="/path/to/model.onnx", description="Path", continuous_update=False
+        )
         self.load_button = widgets.Button(description="Load path", icon="folder-open")
         self.upload = widgets.FileUpload(accept=".onnx", multiple=False, description="Upload")
         self.status = widgets.HTML()
         self.summary_out = widgets.Output()
         self.sample_dropdown.observe(self._on_sample, names="value")
         self.load_button.on_click(lambda _b: self.load(self.path_box.value.strip()))
-        self.path_box.on_submit(lambda _t: self.load(self.path_box.value.strip()))
+        self.path_box.observe(lambda change: self.load(change["new"].strip()) if change["new"].strip() else None, names="value")
         self.upload.observe(self._on_upload, names="value")
         controls = widgets.HBox([self.sample_dropdown, self.path_box, self.load_button, self.upload])
         super().__init__([controls, self.status, self.summary_out])
@@ -84,10 +87,7 @@ class ModelPicker(widgets.VBox):
         return model
 
     def _show(self, model: LoadedModel) -> None:
-        self.summary_out.clear_output(wait=True)
-        with self.summary_out:
-            display(widgets.HTML(model.summary.to_html()))
-            display(op_histogram_figure(model.summary))
+        show_in(self.summary_out, widgets.HTML(model.summary.to_html()), op_histogram_figure(model.summary))
 
     def _on_sample(self, change) -> None:
         if change["new"]:
