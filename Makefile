@@ -23,6 +23,7 @@ lab: install
 
 test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	bash tests/browser_setup.sh
 	$(BIN)/python -m pytest
 
 # Retrain and re-export the sample models (needs the dev extra: CPU torch, scikit-learn).
