@@ -97,3 +97,20 @@ def test_bench_refuses_nan_data(tmp_path):
 def test_help(sub):
     result = _cli(sub, "--help")
     assert result.returncode == 0 and "--json" in result.stdout
+
+
+def test_evaluate_contract():
+    data = _json("evaluate", sample_path("digits_cnn"), "--data", sample_data_path("digits_cnn"),
+                 "--reference", sample_path("digits_cnn"))
+    labels = np.load(sample_data_path("digits_cnn"))["labels"]
+    assert data["top1"] == pytest.approx(358 / len(labels))
+    assert data["outputs"]["logits"]["max_abs_error"] == 0.0
+    assert data["outputs"]["logits"]["cosine"] == pytest.approx(1.0)
+
+
+def test_evaluate_without_labels_or_reference_has_neither_key(tmp_path):
+    x = np.load(sample_data_path("digits_cnn"))["input"][:16]
+    path = tmp_path / "nolabels.npz"
+    np.savez(path, input=x)
+    data = _json("evaluate", sample_path("digits_cnn"), "--data", path)
+    assert "top1" not in data and not data.get("outputs")

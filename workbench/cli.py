@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Callable
 
@@ -214,6 +215,33 @@ def cmd_bench(args):
     return None
 
 
+# --- evaluate --------------------------------------------------------------------------------
+
+
+def _evaluate_args(parser):
+    parser.add_argument("model", help="path to an .onnx file (a variant, or the FP32 model)")
+    parser.add_argument("--data", required=True, help=".npz with one array per model input, plus labels")
+    parser.add_argument("--reference", help="FP32 .onnx to compare the outputs with")
+    parser.add_argument("--batch", type=int, default=64, help="samples per inference (default 64)")
+    parser.add_argument("--limit", type=int, help="use only the first N samples")
+
+
+@command("evaluate", "top-1/top-5 against labels and output agreement with an FP32 reference", _evaluate_args)
+def cmd_evaluate(args):
+    from workbench.analysis.accuracy import evaluate_command
+
+    result = evaluate_command(args.model, args.data, args.reference, batch_size=args.batch, limit=args.limit)
+    if args.json:
+        return result
+    if "top1" in result:
+        print(f"top-1 {result['top1']:.4f}  top-5 {result.get('top5', float('nan')):.4f}  "
+              f"({result['samples']} samples)")
+    for name, stats in (result.get("outputs") or {}).items():
+        print(f"{name}: max abs err {stats['max_abs_error']:.3g}, cosine {stats['cosine']:.6f}, "
+              f"SQNR {stats['sqnr_db']} dB")
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",
@@ -249,7 +277,10 @@ def main(argv=None) -> int:
     if isinstance(result, int):
         return result
     if args.json and result is not None:
-        _print_json(result)
+        try:
+            _print_json(result)
+        except BrokenPipeError:  # `workbench ... --json | head`: the reader left; not an error
+            sys.stdout = open(os.devnull, "w")
     return 0
 
 
