@@ -114,3 +114,16 @@ def test_evaluate_without_labels_or_reference_has_neither_key(tmp_path):
     np.savez(path, input=x)
     data = _json("evaluate", sample_path("digits_cnn"), "--data", path)
     assert "top1" not in data and not data.get("outputs")
+
+
+def test_build_plan_only_gives_the_trtexec_command():
+    data = _json("build", sample_path("digits_cnn"), "--plan-only", "--batch", 16)
+    assert data["built"] is False
+    assert data["plan"]["profile"]["input"]["opt"] == [16, 1, 8, 8]
+    command = " ".join(data["plan"]["trtexec_command"])
+    assert "--stronglyTyped" in command and "--optShapes=input:16x1x8x8" in command
+
+
+def test_build_without_tensorrt_says_why_and_the_fix():
+    result = _cli("build", sample_path("digits_cnn"))
+    assert result.returncode == 2 and "TensorRT is not installed" in result.stderr

@@ -200,18 +200,69 @@ def _bench_args(parser):
     parser.add_argument("--duration", type=float, help="run at least this many seconds as well")
 
 
-@command("bench", "latency percentiles and throughput of a model on a backend", _bench_args)
+@command(
+    "bench",
+    "latency percentiles and throughput: an ONNX model on ONNX Runtime, or a TensorRT engine file",
+    _bench_args,
+)
 def cmd_bench(args):
+    if args.backend == "tensorrt":  # MODEL is an engine file built by `workbench build`/trtexec
+        from workbench.backends import BackendUnavailable, tensorrt_status
+
+        problem = tensorrt_status()
+        if problem:
+            raise BackendUnavailable(problem)
+        from workbench.backends.tensorrt_backend import bench_engine
+
+        return _print_bench(args, bench_engine(
+            args.model, data=args.data, batch=args.batch, iterations=args.iterations,
+            warmup=args.warmup, duration_s=args.duration,
+        ))
     model, engine, inputs = _engine_and_inputs(args)
     log.info("benchmarking: %d warm-up runs, then %d timed runs", args.warmup, args.iterations)
     result = engine.benchmark(inputs, iterations=args.iterations, warmup=args.warmup, duration_s=args.duration)
-    data = {"model": str(model.path), **result.to_dict()}
+    return _print_bench(args, {"model": str(model.path), **result.to_dict()})
+
+
+def _print_bench(args, data: dict):
     if args.json:
         return data
     for key in ("mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms"):
         print(f"{key:>12}: {data[key]:.4f}")
     print(f"{'throughput':>12}: {data['throughput']:.1f} samples/s (batch {data['batch_size']}, "
           f"{data['iterations']} runs)")
+    return None
+
+
+# --- build (TensorRT) --------------------------------------------------------------------
+
+
+def _build_args(parser):
+    parser.add_argument("model", help="path to an .onnx file (precision lives in the graph: FP16 casts, Q/DQ)")
+    parser.add_argument("--recipe", default=None, help="preset (default, fast-build, max-perf) or a recipe .json")
+    parser.add_argument("--batch", type=int, help="the batch the engine will mostly run (profile opt)")
+    parser.add_argument("--data", help=".npz whose shapes set the optimization profile")
+    parser.add_argument("--rebuild", action="store_true", help="build even when the cached engine is current")
+    parser.add_argument(
+        "--plan-only", action="store_true",
+        help="only plan (works without TensorRT): profile, cache key and the trtexec command",
+    )
+
+
+@command("build", "build a TensorRT engine (strongly typed) and print the equivalent trtexec command", _build_args)
+def cmd_build(args):
+    from workbench.backends.trt_build import build_command
+
+    result = build_command(
+        args.model, args.recipe, batch=args.batch, data=args.data, rebuild=args.rebuild,
+        plan_only=args.plan_only, progress=None if args.json else "tqdm",
+    )
+    if args.json:
+        return result
+    plan = result["plan"]
+    if result.get("built"):
+        print(f"engine: {result['engine']} ({'cached' if result.get('cached') else 'built'})")
+    print("trtexec equivalent:\n  " + " ".join(plan.get("trtexec_command") or result.get("trtexec_command") or []))
     return None
 
 
