@@ -29,6 +29,10 @@ _EXPORTS = {
     "get_backend": "workbench.backends",
     "ModelPicker": "workbench.views.model_picker",
     "netron_view": "workbench.views.netron_view",
+    "evaluate": "workbench.analysis.accuracy",
+    "ResultsTable": "workbench.analysis.results",
+    "Recipe": "workbench.precision.recipe",
+    "make_variant": "workbench.precision.variants",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -293,6 +293,47 @@ def cmd_evaluate(args):
     return None
 
 
+# --- quantize ------------------------------------------------------------------------------
+
+
+def _quantize_args(parser):
+    parser.add_argument("model", help="path to the FP32 .onnx file")
+    parser.add_argument("--precision", default="int8", choices=["fp32", "fp16", "bf16", "int8", "fp8"],
+                        help="target precision (default int8)")
+    parser.add_argument("--calib", help="calibration .npz (arrays named after the inputs); needed for int8/fp8")
+    parser.add_argument("--method", default="minmax", choices=["minmax", "max", "entropy", "percentile", "distribution"],
+                        help="calibration method (default minmax)")
+    parser.add_argument("--exclude", nargs="+", default=[], metavar="NODE",
+                        help="ONNX node names kept in FP32 (mixed precision)")
+    parser.add_argument("--exclude-op-types", nargs="+", default=[], metavar="OP",
+                        help="op types kept in FP32")
+    parser.add_argument("--samples", type=int, help="calibration samples to use (default: all)")
+    parser.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
+    parser.add_argument("--tool", default="auto", choices=["auto", "onnxruntime", "modelopt"],
+                        help="quantization tool (auto: ModelOpt when installed and asked for, else ONNX Runtime)")
+    parser.add_argument("-o", "--output", help="write the variant here (never overwrites without --force)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --output file")
+
+
+@command("quantize", "make a precision variant (FP16/BF16 casts or INT8/FP8 Q/DQ) of an ONNX model", _quantize_args)
+def cmd_quantize(args):
+    from workbench.precision.command import quantize_command
+
+    result = quantize_command(
+        args.model, args.precision, calib=args.calib, method=args.method, exclude=args.exclude,
+        output=args.output, exclude_op_types=args.exclude_op_types, per_channel=not args.per_tensor,
+        num_samples=args.samples, tool=args.tool, overwrite=args.force, progress=not args.json,
+    )
+    if args.json:
+        return result
+    where = result["output"] or result["variant"]
+    print(f"{result['precision']} variant: {where} ({'cached' if result['cached'] else 'made'} by "
+          f"{result['tool']} {result['tool_version']}, {result['seconds']:.1f} s)")
+    if result.get("emulation"):
+        print(f"runs on ONNX Runtime CPU as: {result['emulation']}")
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",

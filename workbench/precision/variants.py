@@ -1,0 +1,625 @@
+"""Variants: a model at another precision, with the precision in the graph, cached in the workspace.
+
+:func:`make_variant` turns an FP32 ONNX model and a :class:`~workbench.precision.recipe.Recipe`
+(plus calibration data for INT8/FP8) into a TensorRT-ready ONNX file:
+
+============  ===================================================================================
+``fp32``      an unchanged copy (the reference)
+``fp16``      onnxconverter-common FP16, I/O kept FP32, overflow safeguards (see ``lowp``)
+``bf16``      BF16 (opset 22 where needed), I/O FP32; ONNX Runtime's CPU provider has no BF16
+              kernels, so an **ORT-CPU emulation** (FP32 with BF16 rounding of every stored value)
+              is written beside it for accuracy
+``int8``      explicit Q/DQ from ONNX Runtime's ``QDQQuantizer`` fed by the fast calibrator
+              (symmetric, zero points 0, per-channel weights), or NVIDIA ModelOpt when chosen
+``fp8``       the same placement in float8e4m3fn with max scaling (``amax / 448``); runs on ORT
+              CPU with graph optimizations at ``basic`` (see ``Variant.ort_session_options``)
+============  ===================================================================================
+
+Every variant gets a JSON sidecar (its record): recipe, tool and version, source model sha256,
+calibration data sha256 and size, creation time, file size and sha256, what stayed in higher
+precision and why. Variants live in ``workspace_dir("variants")``, named after a key that hashes
+the model bytes, the recipe, the calibration data and the tool version: making the same variant
+again returns the stored one (``cached=True``); files are written atomically and only there.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from workbench.errors import WorkbenchError
+from workbench.precision.recipe import QUANTIZED, Recipe, RecipeError
+from workbench.workspace import workspace_dir, write_atomic
+
+VARIANT_FORMAT = "trt-workbench.variant/1"
+MAX_PROTO_BYTES = 2**31 - 1
+
+
+class VariantError(WorkbenchError, ValueError):
+    """A variant cannot be made as asked; the message names the problem and the fix."""
+
+
+@dataclass
+class Variant:
+    """A variant on disk and its record.
+
+    Attributes:
+        path: The TensorRT-ready ONNX file.
+        record: The sidecar's contents (see the module docstring).
+        cached: True when an existing variant was reused.
+        emulation_path: An ORT-CPU-runnable stand-in when the variant itself cannot run on
+            ONNX Runtime's CPU provider (BF16), else None.
+    """
+
+    path: Path
+    record: dict
+    cached: bool
+    emulation_path: Path | None = None
+
+    @property
+    def sidecar_path(self) -> Path:
+        return sidecar_for(self.path)
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.from_dict(self.record["recipe"])
+
+    @property
+    def precision(self) -> str:
+        return self.record["precision"]
+
+    @property
+    def runs_on_ort_cpu(self) -> bool:
+        """Whether ONNX Runtime's CPU provider runs the variant itself."""
+        return bool(self.record.get("runs_on_ort_cpu"))
+
+    @property
+    def accuracy_on(self) -> str:
+        """``"variant"`` or ``"emulation"``: which file stands for the variant on ORT CPU."""
+        if self.record.get("accuracy_on"):
+            return self.record["accuracy_on"]
+        return "variant" if self.runs_on_ort_cpu else "emulation"
+
+    @property
+    def ort_path(self) -> Path:
+        """What to run on ORT CPU to measure accuracy: the variant, or its emulation.
+
+        The emulation stands in when ORT's CPU provider cannot run the variant (BF16) or would
+        run it in another precision (FP16 on x86: no float16 Conv/MatMul/... kernels, so ORT
+        computes those in float32 and FP16 rounding and overflow would not show).
+        """
+        if self.accuracy_on == "variant" and self.runs_on_ort_cpu:
+            return self.path
+        if self.emulation_path is None:
+            raise VariantError(
+                f"{self.path.name}: ONNX Runtime's CPU provider cannot run this {self.precision} variant "
+                "and there is no emulation for it; measure it with TensorRT."
+            )
+        return self.emulation_path
+
+    @property
+    def ort_session_options(self) -> dict:
+        """Session options to run :attr:`ort_path` correctly (``{"graph_optimization_level": ...}``)."""
+        return dict(self.record.get("ort_session_options") or {})
+
+    def to_dict(self) -> dict:
+        """JSON-able summary: paths, cached, and the record."""
+        return {
+            "path": str(self.path),
+            "sidecar": str(self.sidecar_path),
+            "emulation_path": str(self.emulation_path) if self.emulation_path else None,
+            "cached": self.cached,
+            "runs_on_ort_cpu": self.runs_on_ort_cpu,
+            **{k: self.record.get(k) for k in ("precision", "name", "tool", "seconds")},
+        }
+
+    def _repr_html_(self) -> str:
+        tool = self.record.get("tool") or {}
+        rows = [
+            ("precision", self.precision),
+            ("file", f"{self.path.name} ({self.record['file']['bytes']:,} bytes)"),
+            ("tool", f"{tool.get('name')} {tool.get('version') or ''}"),
+            ("cached", str(self.cached)),
+            ("runs on ORT CPU", "yes" if self.runs_on_ort_cpu else
+             f"no; accuracy via {self.emulation_path.name if self.emulation_path else 'TensorRT only'}"),
+        ]
+        calib = self.record.get("calibration")
+        if calib:
+            rows.append(("calibration", f"{calib.get('method', 'minmax')} on {calib['num_samples']} samples "
+                                        f"in {calib.get('seconds', 0):.2f} s"))
+        kept = self.record.get("kept_fp32") or {}
+        if kept:
+            rows.append(("kept FP32", ", ".join(sorted(kept))))
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows)
+        return f"<b>Variant {self.record.get('name')}</b><table>{body}</table>"
+
+
+def sidecar_for(path) -> Path:
+    """The JSON record beside a variant file (``model.int8.onnx`` -> ``model.int8.json``)."""
+    path = Path(path)
+    return path.with_suffix(".json")
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------
+
+
+def file_sha256(path) -> str:
+    """sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_sha256(path) -> str:
+    """sha256 over the model file and the external data files it names (in name order)."""
+    path = Path(path)
+    digest = hashlib.sha256(file_sha256(path).encode())
+    proto = onnx.load(str(path), load_external_data=False)
+    locations = sorted({
+        entry.value
+        for tensor in onnx.external_data_helper._get_all_tensors(proto)
+        if onnx.external_data_helper.uses_external_data(tensor)
+        for entry in tensor.external_data if entry.key == "location"
+    })
+    for location in locations:
+        digest.update(location.encode())
+        digest.update(file_sha256(path.parent / location).encode())
+    return digest.hexdigest()
+
+
+def _load(model):
+    from workbench.model import LoadedModel, load_model
+
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, onnx.ModelProto):
+        raise VariantError("make_variant takes a model file (or a LoadedModel); save the ModelProto first "
+                           "(onnx.save(model, 'model.onnx')) so the variant can record where it came from.")
+    return load_model(model)
+
+
+def _recipe(recipe) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    if isinstance(recipe, str):
+        return Recipe(recipe)
+    if isinstance(recipe, Mapping):
+        return Recipe.from_dict(recipe)
+    raise RecipeError(f"recipe must be a Recipe, a precision name or a dict, got {type(recipe).__name__}.")
+
+
+def resolve_tool(recipe: Recipe) -> str:
+    """The tool that makes the variant: ``none``, ``onnxconverter-common``, ``onnxruntime`` or ``modelopt``.
+
+    Raises:
+        VariantError: ModelOpt asked for but not installed; FP16 mixed precision without ModelOpt.
+    """
+    from workbench.precision.modelopt_adapter import _METHODS, modelopt_available
+
+    if recipe.precision == "fp32":
+        return "none"
+    if recipe.precision in ("fp16", "bf16"):
+        return "onnxconverter-common"
+    if recipe.tool == "modelopt":
+        if not modelopt_available():
+            raise VariantError(
+                "the recipe asks for tool='modelopt' but nvidia-modelopt is not installed. Install it "
+                "(pip install 'trt-workbench[modelopt]') or use tool='onnxruntime'."
+            )
+        return "modelopt"
+    wants_modelopt = recipe.tool == "auto" and modelopt_available() and recipe.method in _METHODS
+    if wants_modelopt:
+        return "modelopt"
+    if recipe.high_precision != "fp32":
+        raise VariantError(
+            f"high_precision='{recipe.high_precision}' (unquantized parts in {recipe.high_precision}) needs "
+            "NVIDIA ModelOpt (tool='modelopt'); the ONNX Runtime path keeps them FP32."
+        )
+    return "onnxruntime"
+
+
+def tool_info(tool: str) -> dict:
+    """``{"name", "version"}`` of the tool that makes a variant."""
+    import onnxruntime
+
+    if tool == "onnxruntime":
+        return {"name": "onnxruntime.quantization", "version": onnxruntime.__version__}
+    if tool == "onnxconverter-common":
+        from workbench.precision.lowp import converter_version
+
+        return {"name": "onnxconverter-common", "version": converter_version()}
+    if tool == "modelopt":
+        from workbench.precision.modelopt_adapter import modelopt_version
+
+        return {"name": "modelopt", "version": modelopt_version()}
+    return {"name": "none", "version": None}
+
+
+def _calibration_set(calib, loaded, recipe: Recipe):
+    from workbench.datasets.calibration_sets import load_calibration_set
+
+    if calib is None:
+        return None
+    return load_calibration_set(
+        calib, loaded, num_samples=recipe.num_samples, random=recipe.sample_selection == "random", seed=recipe.seed
+    )
+
+
+def variant_key(model_sha: str, recipe: Recipe, calib_sha: str | None, tool: dict) -> str:
+    """The cache key: sha256 of (model, recipe, calibration data, tool and version, format), 16 hex."""
+    payload = {
+        "format": VARIANT_FORMAT,
+        "model_sha256": model_sha,
+        "recipe": recipe.hash_dict(),
+        "calibration_sha256": calib_sha,
+        "tool": tool,
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
+
+
+# --------------------------------------------------------------------------------------------
+# make_variant
+# --------------------------------------------------------------------------------------------
+
+
+def make_variant(model, recipe, calib=None, *, workspace=None, progress: bool = True) -> Variant:
+    """Make (or reuse) a variant of ``model`` whose precision lives in the graph.
+
+    Args:
+        model: An ONNX file path or a :class:`workbench.model.LoadedModel` (FP32).
+        recipe: A :class:`Recipe`, a precision name (``"fp16"``) or a recipe dict.
+        calib: Calibration data (an ``.npz`` path, a folder with ``Preprocess``d images via a
+            :class:`~workbench.datasets.calibration_sets.CalibrationSet`, a dict of arrays or an
+            iterable of dicts). Required for int8/fp8; optional for fp16 (activation overflow
+            safeguard); ignored for fp32/bf16. The recipe's ``num_samples``/``sample_selection``
+            pick the samples.
+        workspace: Folder for variants (default ``workspace_dir("variants")``).
+        progress: Show calibration progress bars.
+
+    Returns:
+        The variant (``cached=True`` when it was already there).
+
+    Raises:
+        VariantError, RecipeError, InputDataError, ModelLoadError: bad model, recipe or data; the
+            message names the problem and the fix.
+    """
+    started = time.perf_counter()
+    recipe = _recipe(recipe)
+    loaded = _load(model)
+    tool = resolve_tool(recipe)
+    if recipe.needs_calibration and calib is None:
+        raise VariantError(
+            f"{recipe.precision} needs calibration data: pass calib= an .npz with one array per model "
+            f"input ({loaded.input_names}), a dict of arrays, or a CalibrationSet."
+        )
+    _check_names(loaded, recipe)
+    uses_calib = recipe.precision in QUANTIZED or (recipe.precision == "fp16" and calib is not None)
+    calib_set = _calibration_set(calib, loaded, recipe) if uses_calib else None
+    model_sha = model_sha256(loaded.path)
+    calib_sha = calib_set.content_hash() if calib_set is not None else None
+    info = tool_info(tool)
+    key = variant_key(model_sha, recipe, calib_sha, info)
+    folder = Path(workspace).expanduser() if workspace is not None else workspace_dir("variants")
+    folder.mkdir(parents=True, exist_ok=True)
+    kind = f"{recipe.precision}-{recipe.method}" if recipe.precision in QUANTIZED else recipe.precision
+    stem = f"{_safe(loaded.path.stem)}.{kind}.{key}"  # the name is a label, not part of the key
+    path = folder / f"{stem}.onnx"
+
+    cached = _cached(path, key)
+    if cached is not None:
+        return cached
+
+    builders = {"fp32": _build_fp32, "fp16": _build_fp16, "bf16": _build_bf16, "int8": _build_quantized,
+                "fp8": _build_quantized}
+    built = builders[recipe.precision](loaded, recipe, calib_set, tool=tool, progress=progress, folder=folder)
+    if calib is not None and calib_set is None:
+        built.setdefault("notes", []).append(f"calibration data given but not used: {recipe.precision} needs none")
+    _save_model(built["model"], path, raw=built.get("raw"))
+    emulation_path = None
+    if built.get("emulation") is not None:
+        emulation_path = folder / f"{stem}.ort-emulation.onnx"
+        _save_model(built["emulation"], emulation_path)
+    runs, ort_options = _ort_check(path, built.get("ort_session_options") or {})
+    record = {
+        "format": VARIANT_FORMAT,
+        "key": key,
+        "name": recipe.label,
+        "precision": recipe.precision,
+        "recipe": recipe.to_dict(),
+        "recipe_hash": recipe.hash(),
+        "tool": info,
+        "versions": _versions(),
+        "source_model": {"path": str(loaded.path), "sha256": model_sha, "bytes": loaded.path.stat().st_size},
+        "calibration": _calibration_record(calib_set, built.get("calibration")),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "file": {"path": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)},
+        "emulation": ({"path": emulation_path.name, "bytes": emulation_path.stat().st_size,
+                       "what": built.get("emulation_note", "")} if emulation_path else None),
+        "runs_on_ort_cpu": runs,
+        "accuracy_on": "emulation" if emulation_path is not None else "variant",
+        "ort_execution": built.get("ort_execution") or ("runs in its own precision" if runs else "cannot run"),
+        "ort_session_options": ort_options,
+        "kept_fp32": built.get("kept_fp32", {}),
+        "notes": built.get("notes", []),
+        "details": built.get("details", {}),
+        "seconds": round(time.perf_counter() - started, 4),
+    }
+    write_atomic(sidecar_for(path), json.dumps(record, indent=2, default=_json_default) + "\n")
+    return Variant(path, record, False, emulation_path)
+
+
+def load_variant(path) -> Variant:
+    """A variant from its ONNX file (its sidecar record must be beside it)."""
+    path = Path(path)
+    sidecar = sidecar_for(path)
+    if not path.is_file() or not sidecar.is_file():
+        raise VariantError(f"{path}: no variant there (need the .onnx and its .json record).")
+    record = json.loads(sidecar.read_text())
+    emulation = record.get("emulation")
+    return Variant(path, record, True, path.parent / emulation["path"] if emulation else None)
+
+
+def _cached(path: Path, key: str) -> Variant | None:
+    sidecar = sidecar_for(path)
+    if not (path.is_file() and sidecar.is_file()):
+        return None
+    try:
+        record = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("key") != key or record.get("file", {}).get("bytes") != path.stat().st_size:
+        return None
+    emulation = record.get("emulation")
+    emulation_path = path.parent / emulation["path"] if emulation else None
+    if emulation_path is not None and not emulation_path.is_file():
+        return None
+    return Variant(path, record, True, emulation_path)
+
+
+def _check_names(loaded, recipe: Recipe) -> None:
+    from workbench.precision.qdq import QuantizationError, check_node_names
+
+    names = set(recipe.exclude_nodes) | set(recipe.keep_fp32_nodes)
+    try:
+        check_node_names(loaded.proto, sorted(names), "keep out of the reduced precision")
+    except QuantizationError as err:
+        raise VariantError(str(err)) from err
+
+
+def _versions() -> dict:
+    import onnxruntime
+
+    versions = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
+    try:
+        from workbench.precision.lowp import converter_version
+
+        versions["onnxconverter-common"] = converter_version()
+    except ImportError:
+        pass
+    return versions
+
+
+def _calibration_record(calib_set, calibration: dict | None) -> dict | None:
+    if calib_set is None:
+        return None
+    record = {
+        "source": calib_set.source,
+        "sha256": calib_set.content_hash(),
+        "num_samples": calib_set.num_samples,
+        "nbytes": calib_set.nbytes,
+        "selection": calib_set.selection,
+        "inputs": {k: {"shape": list(a.shape[1:]), "dtype": a.dtype.name} for k, a in calib_set.inputs.items()},
+    }
+    record.update(calibration or {})
+    return record
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _save_model(model: onnx.ModelProto, path: Path, *, raw: bytes | None = None) -> None:
+    """Write ``model`` to ``path`` atomically (external data beside it for models over 2 GB)."""
+    if raw is not None:
+        write_atomic(path, raw)
+        return
+    if model.ByteSize() < MAX_PROTO_BYTES:
+        write_atomic(path, model.SerializeToString())
+        return
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+        staged = Path(tmp) / path.name
+        data_name = f"{path.name}.data"
+        onnx.save_model(model, str(staged), save_as_external_data=True, location=data_name)
+        os.replace(Path(tmp) / data_name, path.parent / data_name)
+        os.replace(staged, path)
+
+
+def _ort_check(path: Path, options: dict) -> tuple[bool, dict]:
+    """Whether ORT's CPU provider can load the variant (kernels for every node), with ``options``."""
+    from workbench.precision.evaluate import ort_session
+
+    try:
+        ort_session(path, options)
+    except Exception:  # NOT_IMPLEMENTED kernels, invalid graph for ORT: not runnable there
+        return False, options
+    return True, options
+
+
+# --------------------------------------------------------------------------------------------
+# Builders: each returns {"model", "raw"?, "emulation"?, "calibration"?, "kept_fp32"?, "notes"?,
+# "details"?, "ort_session_options"?}
+# --------------------------------------------------------------------------------------------
+
+
+def _build_fp32(loaded, recipe, calib, *, tool, progress, folder):
+    uses_external = loaded.summary.uses_external_data
+    raw = None if uses_external else loaded.path.read_bytes()
+    return {"model": loaded.proto, "raw": raw, "notes": ["unchanged copy of the source model (the reference)"]}
+
+
+def _build_fp16(loaded, recipe, calib, *, tool, progress, folder):
+    from workbench.precision.calibrator import calibrate, prepare_for_calibration
+    from workbench.precision.lowp import (
+        activation_overflow_nodes,
+        emulate_low_precision,
+        initializer_overflow_nodes,
+        name_unnamed_nodes,
+        ort_cpu_upcast_ops,
+        to_float16,
+    )
+
+    base = name_unnamed_nodes(loaded.proto)
+    kept = {name: "kept FP32 by the recipe" for name in recipe.fp32_nodes}
+    kept.update(initializer_overflow_nodes(base))
+    calibration = None
+    if calib is not None:
+        prepared = prepare_for_calibration(base)
+        result = calibrate(prepared, calib, "minmax", op_types=None, batch_size=recipe.batch_size,
+                           progress=progress, exact=recipe.exact_calibration)
+        for node, reason in activation_overflow_nodes(prepared, result.ranges()).items():
+            kept.setdefault(node, reason)
+        calibration = {"method": "minmax", "purpose": "FP16 overflow safeguard", "tensors": len(result.tensors),
+                       "seconds": round(result.seconds, 4), "batch_size": result.batch_size,
+                       "exact": recipe.exact_calibration}
+    converted = to_float16(base, keep_nodes=sorted(kept), keep_op_types=recipe.fp32_op_types)
+    notes = ["inputs and outputs stay FP32 (Cast nodes at the edges)"]
+    if recipe.fp32_op_types:
+        notes.append(f"op types kept FP32: {list(recipe.fp32_op_types)}")
+    built = {"model": converted, "calibration": calibration, "kept_fp32": kept, "notes": notes}
+    upcast = ort_cpu_upcast_ops(converted, TensorProto.FLOAT16)
+    if upcast:
+        built["emulation"] = emulate_low_precision(converted, TensorProto.FLOAT16)
+        built["emulation_note"] = ("FP32 graph, every float16 value rounded to float16 (Cast round trips, overflow "
+                                   "to inf included); for accuracy on ONNX Runtime CPU only, not for TensorRT")
+        built["ort_execution"] = (f"ONNX Runtime's CPU provider has no float16 kernels for {upcast}: it runs them "
+                                  "in float32, hiding float16 rounding and overflow, so accuracy is measured on "
+                                  "the emulation")
+    return built
+
+
+def _build_bf16(loaded, recipe, calib, *, tool, progress, folder):
+    from workbench.precision.lowp import emulate_low_precision, name_unnamed_nodes, to_bfloat16
+
+    base = name_unnamed_nodes(loaded.proto)
+    kept = {name: "kept FP32 by the recipe" for name in recipe.fp32_nodes}
+    converted, conversion = to_bfloat16(base, keep_nodes=sorted(kept), keep_op_types=recipe.fp32_op_types)
+    for node in converted.graph.node:
+        if node.op_type in conversion["fp32_for_onnx_types"]:
+            kept.setdefault(node.name, f"ONNX opset {conversion['opset']} has no bfloat16 {node.op_type}")
+    notes = ["inputs and outputs stay FP32 (Cast nodes at the edges)"]
+    if conversion["opset"] != conversion["opset_from"]:
+        notes.append(f"opset raised {conversion['opset_from']} -> {conversion['opset']}: ONNX allows bfloat16 "
+                     "Conv/MaxPool/AveragePool/GlobalAveragePool from opset 22")
+    notes.append("ONNX Runtime's CPU provider has no bfloat16 Conv/MatMul/Gemm/elementwise kernels: accuracy "
+                 "is measured on the emulation file")
+    return {
+        "model": converted,
+        "emulation": emulate_low_precision(converted, TensorProto.BFLOAT16),
+        "emulation_note": "FP32 graph, every bfloat16 value rounded to bfloat16 (Cast round trips); "
+                          "for accuracy on ONNX Runtime CPU only, not for TensorRT",
+        "ort_execution": "ONNX Runtime's CPU provider has no bfloat16 kernels for the compute ops: it cannot "
+                         "run this variant; accuracy is measured on the emulation",
+        "kept_fp32": kept,
+        "notes": notes,
+        "details": {"conversion": conversion},
+    }
+
+
+def _build_quantized(loaded, recipe, calib, *, tool, progress, folder):
+    if tool == "modelopt":
+        return _build_modelopt(loaded, recipe, calib, folder)
+    from workbench.precision.calibrator import calibrate, prepare_for_calibration
+    from workbench.precision.qdq import check_op_types, convert_qdq_to_fp8, qdq_summary, quantize_int8_qdq
+
+    fp8 = recipe.precision == "fp8"
+    prepared = prepare_for_calibration(loaded.proto, fp8=fp8)
+    op_types = check_op_types(prepared, recipe.quantized_op_types)
+    result = calibrate(prepared, calib, recipe.calibration_options(), op_types=op_types,
+                       batch_size=recipe.batch_size, progress=progress, exact=recipe.exact_calibration)
+    quantized = quantize_int8_qdq(prepared, result.tensors_range, op_types=op_types,
+                                  per_channel=recipe.per_channel, nodes_to_exclude=recipe.exclude_nodes)
+    notes = ["Q/DQ by onnxruntime.quantization QDQQuantizer: QDQ format, ActivationSymmetric, WeightSymmetric "
+             "(zero points 0), DedicatedQDQPair, float biases, inputs of "
+             f"{op_types} quantized, their outputs not"]
+    options = {}
+    if fp8:
+        quantized = convert_qdq_to_fp8(quantized, prepared, result.tensors_range)
+        notes.append("FP8: ORT's INT8 placement converted to float8e4m3fn with scale = amax / 448 (TensorRT/ModelOpt "
+                     "max scaling); ORT's own float8 path (Gaussian-fit scales) is not used")
+        notes.append("ONNX Runtime 1.32 CPU drops a Relu that feeds a float8 QuantizeLinear at optimization level >= 2 "
+                     "(a level-2 rewrite rule); run this variant there with graph_optimization_level='basic'")
+        options = {"graph_optimization_level": "basic"}
+    calibration = {
+        "method": recipe.method,
+        "settings": result.options.to_dict(),
+        "tensors": len(result.tensors),
+        "seconds": round(result.seconds, 4),
+        "pass_seconds": {k: round(v, 4) for k, v in result.pass_seconds.items()},
+        "batch_size": result.batch_size,
+        "exact": recipe.exact_calibration,
+        "engine": "workbench.precision.calibrator (in-graph reductions; ranges equal to ORT's calibrator)",
+    }
+    excluded = {name: "excluded from quantization by the recipe" for name in recipe.exclude_nodes}
+    return {"model": quantized, "calibration": calibration, "kept_fp32": excluded, "notes": notes,
+            "details": {"qdq": qdq_summary(quantized), "op_types_quantized": op_types},
+            "ort_session_options": options}
+
+
+def _build_modelopt(loaded, recipe, calib, folder):
+    from workbench.precision.modelopt_adapter import run_modelopt
+    from workbench.precision.qdq import qdq_summary
+
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".modelopt.") as tmp:
+        output = Path(tmp) / f"{loaded.path.stem}.quant.onnx"
+        started = time.perf_counter()
+        run = run_modelopt(loaded.path, recipe, calib, output)
+        model = onnx.load(str(output))
+    notes = [f"quantized by NVIDIA ModelOpt ({run['version']}); unquantized parts in {recipe.high_precision}"]
+    options = {"graph_optimization_level": "basic"} if recipe.precision == "fp8" else {}
+    return {"model": model, "calibration": {"method": recipe.method, "seconds": round(time.perf_counter() - started, 4),
+                                            "engine": "modelopt"},
+            "notes": notes, "details": {"modelopt": run, "qdq": qdq_summary(model)},
+            "kept_fp32": {n: "excluded from quantization by the recipe" for n in recipe.exclude_nodes},
+            "ort_session_options": options}
+
+
+def list_variants(workspace=None) -> list[dict]:
+    """Records of the variants in the workspace, newest first."""
+    folder = Path(workspace).expanduser() if workspace is not None else workspace_dir("variants")
+    records = []
+    for sidecar in folder.glob("*.json"):
+        try:
+            record = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("format") == VARIANT_FORMAT:
+            record["_path"] = str(sidecar.with_suffix(".onnx"))
+            records.append(record)
+    return sorted(records, key=lambda r: r.get("created", ""), reverse=True)
