@@ -8,7 +8,7 @@ VENV_FLAGS ?=
 LAB_EXTRAS ?= notebook
 LAB_ARGS ?=
 
-.PHONY: lab install test samples bench clean-venv
+.PHONY: lab install test test-modelopt samples bench clean-venv
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed; found " + sys.version.split()[0] + ". Run: make PYTHON=python3.11 ...")'
@@ -25,6 +25,19 @@ test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	bash tests/browser_setup.sh
 	$(BIN)/python -m pytest
+	$(MAKE) test-modelopt
+
+# NVIDIA ModelOpt pins onnx and pulls onnxruntime-gpu and CuPy, so its real runs get their own venv.
+# CPU torch 2.13.0 first: otherwise pip takes a CUDA build of several GB for ModelOpt's torch>=2.8.
+MO_VENV := .venv-modelopt
+$(MO_VENV)/bin/python:
+	$(PYTHON) -m venv $(MO_VENV)
+	$(MO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MO_VENV)/bin/python -m pip install --quiet torch==2.13.0
+
+test-modelopt: $(MO_VENV)/bin/python
+	$(MO_VENV)/bin/python -m pip install --quiet -e '.[test,modelopt]'
+	$(MO_VENV)/bin/python -m pytest -o addopts=-ra tests/modelopt
 
 # Retrain and re-export the sample models (needs the dev extra: CPU torch, scikit-learn).
 samples: $(BIN)/python
@@ -36,4 +49,4 @@ bench: $(BIN)/python
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(MO_VENV)

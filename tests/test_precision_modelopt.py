@@ -1,4 +1,4 @@
-"""The optional NVIDIA ModelOpt path: its arguments (always), a real run (only with ModelOpt)."""
+"""The optional NVIDIA ModelOpt path: the arguments the workbench gives it (real runs: tests/modelopt/)."""
 
 from __future__ import annotations
 
@@ -49,14 +49,3 @@ def test_auto_tool_falls_back_to_onnxruntime_without_modelopt():
     else:
         assert resolve_tool(Recipe("int8")) == "onnxruntime"
     assert resolve_tool(Recipe("int8", method="percentile", tool="auto")) == "onnxruntime"
-
-
-@pytest.mark.skipif(not modelopt_available(), reason="needs nvidia-modelopt (the optional modelopt extra: CUDA wheels, for GPU machines)")
-def test_modelopt_int8_variant_keeps_rest_fp32(tmp_path):
-    variant = make_variant(sample_path("digits_cnn"), Recipe("int8", tool="modelopt"),
-                           sample_data_path("digits_cnn", "calib"), workspace=tmp_path, progress=False)
-    model = onnx.load(str(variant.path))
-    assert variant.record["tool"]["name"] == "modelopt"
-    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
-    floats = [i for i in model.graph.initializer if i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
-    assert all(i.data_type == onnx.TensorProto.FLOAT for i in floats)

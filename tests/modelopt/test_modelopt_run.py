@@ -1,0 +1,47 @@
+"""Real NVIDIA ModelOpt runs, in the venv `make test-modelopt` makes (ModelOpt pins onnx and pulls
+onnxruntime-gpu, so it gets its own environment; `make test` runs both)."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from workbench.precision import Recipe, evaluate_variant, make_variant
+from workbench.precision.modelopt_adapter import modelopt_available
+from workbench.precision.variants import VariantError
+from workbench.samples import sample_data_path, sample_path
+
+
+def test_modelopt_is_installed_here():
+    assert modelopt_available(), "run these tests with `make test-modelopt` (its venv has nvidia-modelopt)"
+
+
+@pytest.fixture(scope="module")
+def modelopt_int8(tmp_path_factory):
+    return make_variant(sample_path("digits_cnn"), Recipe("int8", tool="modelopt"),
+                        sample_data_path("digits_cnn", "calib"), workspace=tmp_path_factory.mktemp("ws"),
+                        progress=False)
+
+
+def test_int8_variant_is_qdq_keeps_the_rest_fp32_and_records_the_tool(modelopt_int8):
+    model = onnx.load(str(modelopt_int8.path))
+    ops = [n.op_type for n in model.graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
+    assert modelopt_int8.record["tool"]["name"] == "modelopt" and modelopt_int8.record["tool"]["version"]
+    # ModelOpt's default casts what it does not quantize to FP16; the workbench keeps it FP32
+    floats = [i for i in model.graph.initializer if i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)]
+    assert floats and all(i.data_type == onnx.TensorProto.FLOAT for i in floats)
+    assert not any(n.op_type == "Cast" for n in model.graph.node)
+
+
+def test_int8_variant_keeps_the_accuracy(modelopt_int8, tmp_path):
+    top1 = evaluate_variant(modelopt_int8, sample_data_path("digits_cnn", "eval"))["top1"]
+    fp32_variant = make_variant(sample_path("digits_cnn"), "fp32", workspace=tmp_path, progress=False)
+    fp32 = evaluate_variant(fp32_variant, sample_data_path("digits_cnn", "eval"))["top1"]
+    assert fp32 - 0.01 <= top1 <= fp32 + 0.01
+
+
+def test_modelopt_is_never_run_on_random_data(tmp_path):
+    with pytest.raises(VariantError, match="needs calibration data"):
+        make_variant(sample_path("digits_cnn"), Recipe("int8", tool="modelopt"), None, workspace=tmp_path,
+                     progress=False)
