@@ -33,6 +33,7 @@ _EXPORTS = {
     "ResultsTable": "workbench.analysis.results",
     "Recipe": "workbench.precision.recipe",
     "make_variant": "workbench.precision.variants",
+    "diagnose": "workbench.analysis.doctor",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -334,6 +334,54 @@ def cmd_quantize(args):
     return None
 
 
+# --- doctor --------------------------------------------------------------------------------
+
+
+def _doctor_args(parser):
+    parser.add_argument("model", help="path to the FP32 .onnx file")
+    parser.add_argument("--calib", required=True, help="calibration .npz (one array per model input)")
+    parser.add_argument("--eval", required=True,
+                        help="labelled evaluation .npz (one array per model input, plus 'labels')")
+    parser.add_argument("--target-drop", type=float, default=0.5,
+                        help="allowed top-1 drop of the fix, in percentage points (default 0.5)")
+    parser.add_argument("--method", choices=["minmax", "entropy", "percentile", "distribution"],
+                        help="calibration method of the naive INT8 recipe (default minmax)")
+    parser.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
+    parser.add_argument("--layerwise-samples", type=int, default=256,
+                        help="evaluation samples the layerwise comparison uses (default 256)")
+    parser.add_argument("--calib-sizes", type=int, nargs="+", metavar="N",
+                        help="also measure accuracy against calibration-set size (one evaluation each)")
+    parser.add_argument("--no-latency", action="store_true", help="skip the ONNX Runtime latency measurement")
+
+
+@command("doctor", "find which layers lose INT8 accuracy, why, and the smallest mixed-precision fix", _doctor_args)
+def cmd_doctor(args):
+    from workbench.analysis.doctor import doctor_command
+
+    if args.layerwise_samples < 1:
+        raise WorkbenchError(f"--layerwise-samples must be at least 1, got {args.layerwise_samples}.")
+    report = doctor_command(
+        args.model, args.calib, args.eval, target_drop=args.target_drop, method=args.method,
+        per_channel=False if args.per_tensor else None, layerwise_samples=args.layerwise_samples,
+        calib_sizes=args.calib_sizes, latency=not args.no_latency, progress=None if args.json else "log",
+    )
+    if args.json:
+        return report
+    for line in report["summary"]:
+        print(line)
+    if report["culprits"]:
+        print("\nculprits, worst first:")
+        for rank, culprit in enumerate(report["culprits"], 1):
+            print(f"{rank:3d}. {culprit['node']} [{culprit['op_type']}, {culprit['role']}]\n       {culprit['reason']}")
+    recipe = report["recipe"]
+    print(f"\nrecipe: method {recipe['method']}, exclude {recipe['exclude'] or 'nothing'}"
+          + (f", drop calibration samples {recipe['drop_calibration_samples']}"
+             if recipe["drop_calibration_samples"] else ""))
+    print(f"fixed top-1 {100 * report['fixed_accuracy']:.2f}% (target {'met' if report['target_met'] else 'NOT met'}); "
+          f"{report['evaluations']} full evaluations; fixed variant: {report['variants']['fixed']}")
+    return None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench",

@@ -1,0 +1,431 @@
+"""The INT8 doctor on real models and data: layerwise errors, ranges, calibration checks, the fix
+search, the engine-layer join, the figures, and the ``workbench doctor`` command's JSON contract.
+
+Cases: the committed teaching model ``digits_cnn_conv1_c5_x300`` (channel 5 of conv1 x300, undone
+in dwconv2: naive per-tensor INT8 activations collapse there), and ``digits_transformer``, whose
+naive INT8 variant loses accuracy in ONNX Runtime's CPU integer kernel of ``/embed/MatMul``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+
+from workbench.analysis.doctor import diagnose, results_rows
+from workbench.analysis.doctor_fix import Config, DoctorError, Evaluator, one_at_a_time, search_exclusions
+from workbench.analysis.doctor_graph import topological_nodes
+from workbench.analysis.doctor_layerwise import layerwise_compare, ort_weight_errors
+from workbench.analysis.doctor_ranges import activation_statistics, calib_vs_eval, calibration_outliers
+from workbench.analysis.doctor_trt import join_layer_errors
+from workbench.cli import main
+from workbench.datasets.arrays import load_npz
+from workbench.samples import REPO_ROOT, sample_data_path, sample_path
+
+TEACHING = REPO_ROOT / "sample_models" / "teaching" / "digits_cnn_conv1_c5_x300.onnx"
+CONV, CONSUMER, CHANNEL = "/features/conv1/Conv", "/features/dwconv2/Conv", 5
+READ = "/features/relu1/Relu_output_0"  # conv1 -> bn1 -> relu1 -> dwconv2
+CNN_CALIB = sample_data_path("digits_cnn", "calib")
+CNN_EVAL = sample_data_path("digits_cnn", "eval")
+TRT = REPO_ROOT.parent / "shared" / "fixtures" / "trt"
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    return tmp_path_factory.mktemp("doctor_ws")
+
+
+@pytest.fixture(scope="module")
+def teach(ws):
+    return diagnose(TEACHING, CNN_CALIB, CNN_EVAL, target_drop=0.5, calib_sizes=[8, 64], latency=True,
+                    latency_iterations=5, workspace=ws)
+
+
+@pytest.fixture(scope="module")
+def transformer(ws):
+    return diagnose(sample_path("digits_transformer"), sample_data_path("digits_transformer", "calib"),
+                    sample_data_path("digits_transformer", "eval"), target_drop=0.5, latency=False, workspace=ws)
+
+
+@pytest.fixture(scope="module")
+def cnn_eval():
+    return load_npz(CNN_EVAL, ["input"])
+
+
+# --------------------------------------------------------------------------------------------
+# Layerwise
+
+
+def test_layerwise_tables_in_topological_order_with_local_and_accumulated_error(teach):
+    lw = teach.layerwise
+    order = [o for n in topological_nodes(onnx.load(str(TEACHING))) for o in n.output]
+    tensors = lw.tensors["tensor"].tolist()
+    assert tensors == [t for t in order if t in set(tensors)]
+    assert lw.tensors["index"].is_monotonic_increasing
+    nodes = lw.nodes.set_index("node")
+    assert set(nodes.index) == set(lw.quantized)
+    others = nodes.drop(index=CONSUMER)["local_sqnr_db"]
+    # the consumer of the rescaled channel adds the error itself; the others are ordinary INT8 layers
+    assert nodes.loc[CONSUMER, "local_sqnr_db"] < 10 < 25 < others.median()
+    assert nodes.loc[CONSUMER, "local_cosine"] < nodes["local_cosine"].drop(index=CONSUMER).min()
+    assert nodes.loc[CONSUMER, "local_rel_error"] > 0.3
+    jump = lw.first_jump()
+    assert jump["node"] == CONSUMER and jump["added_db"] > 20
+    # accumulated error never recovers much after the collapse
+    after = lw.tensors[lw.tensors["index"] > jump["index"]]["accum_sqnr_db"].dropna()
+    assert after.max() < jump["accum_sqnr_db"] + 10
+
+
+def test_layerwise_input_statistics_show_the_dominant_channel(teach):
+    row = teach.layerwise.inputs.set_index(["node", "tensor"]).loc[(CONSUMER, READ)]
+    assert int(row["dominant_channel"]) == CHANNEL
+    assert row["channel_dominance"] > 100
+    assert row["underflow_rate"] > 0.5  # the other channels round to 0 at the inflated scale
+    assert row["clip"] == pytest.approx(row["scale"] * 127, rel=1e-6)
+
+
+def test_drill_down_values_of_a_tensor(teach):
+    out = f"{CONSUMER}_output_0"
+    values = teach.layerwise.values(out)
+    assert {"fp32", "int8", "local"} <= set(values)
+    assert values["fp32"].shape == values["int8"].shape == values["local"].shape
+    assert not np.allclose(values["fp32"], values["int8"], atol=1e-2)
+    qdq = teach.layerwise.values(READ)["qdq"]
+    assert np.mean(qdq == 0) > 0.5  # Q/DQ of the read tensor zeroes most values
+    with pytest.raises(KeyError, match="no values kept"):
+        teach.layerwise.values("no such tensor")
+
+
+def test_layerwise_agrees_with_onnxruntime_qdq_loss_debug(teach, cnn_eval, tmp_path):
+    from onnxruntime.quantization import CalibrationDataReader
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_signal_to_quantization_noice_ratio,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    inputs, _ = cnn_eval
+    count = 64
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"input": inputs["input"][i:i + 32]} for i in range(0, count, 32)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    variant = teach.variants["naive"]
+    acts = {}
+    for key, path in (("float", TEACHING), ("qdq", variant)):
+        augmented = tmp_path / f"{key}.onnx"
+        modify_model_output_intermediate_tensors(str(path), str(augmented))
+        acts[key] = collect_activations(str(augmented), Reader())
+    matching = create_activation_matching(acts["qdq"], acts["float"])
+    ours = layerwise_compare(onnx.load(str(TEACHING)), onnx.load(variant), inputs, max_samples=count,
+                             variant_level="disable").tensors.set_index("tensor")["accum_sqnr_db"]
+    compared = 0
+    for tensor, match in matching.items():
+        if tensor in ours.index and match.get("float") and np.isfinite(ours[tensor]) and ours[tensor] < 100:
+            theirs = compute_signal_to_quantization_noice_ratio(match["float"], match["pre_qdq"])
+            assert ours[tensor] == pytest.approx(theirs, abs=0.05), tensor
+            compared += 1
+    assert compared >= 5
+    # weights: ORT's compute_weight_error gives the SQNR weight_table reports
+    theirs = ort_weight_errors(TEACHING, variant)
+    for row in teach.layerwise.weights.to_dict("records"):
+        assert row["sqnr_db"] == pytest.approx(theirs[row["weight"]], abs=0.05)
+
+
+def test_layerwise_sees_the_runtime_kernel_where_emulation_does_not(transformer):
+    """ONNX Runtime runs the transformer's Q/DQ MatMuls as integer kernels (MatMulIntegerToFloat)."""
+    d = transformer
+    level_all = d.layerwise.nodes.set_index("node")
+    assert d.layerwise.variant_level == "all"
+    lw_disable = layerwise_compare(onnx.load(d.model), onnx.load(d.variants["naive"]),
+                                   {"input": np.load(sample_data_path("digits_transformer", "eval"))["input"]},
+                                   max_samples=64, variant_level="disable").nodes.set_index("node")
+    embed = "/embed/MatMul"
+    if d.drop_pp > d.target_drop:  # this CPU's integer kernel loses accuracy the emulation keeps
+        assert level_all.loc[embed, "accum_sqnr_db"] < lw_disable.loc[embed, "accum_sqnr_db"] - 10
+    assert lw_disable.loc[embed, "accum_sqnr_db"] > 30  # Q/DQ emulation: an ordinary INT8 layer
+    with pytest.raises(ValueError, match="variant_level"):
+        layerwise_compare(onnx.load(d.model), onnx.load(d.variants["naive"]), {"input": np.zeros((1, 1, 8, 8))},
+                          variant_level="max")
+
+
+# --------------------------------------------------------------------------------------------
+# Ranges and calibration checks
+
+
+def test_clip_ranges_per_method_and_histograms(teach):
+    clips = teach.clips[(teach.clips["node"] == CONSUMER) & (teach.clips["tensor"] == READ)].set_index("method")
+    assert set(clips.index) == {"minmax", "entropy", "percentile", "distribution"}
+    calib = np.load(CNN_CALIB)["input"]
+    stats = teach.calib_stats[READ]
+    # minmax clips at the calibration maximum; the others never wider, percentile tighter
+    assert clips.loc["minmax", "clip"] == pytest.approx(max(abs(stats["min"]), abs(stats["max"])), rel=0.02)
+    assert clips.loc["percentile", "clip"] < clips.loc["minmax", "clip"]
+    assert (clips["clip"] <= clips.loc["minmax", "clip"] * 1.001).all()
+    assert stats["hist"].sum() == stats["count"]
+    assert len(stats["edges"]) == len(stats["hist"]) + 1
+    assert stats["sample_amax"].shape == (calib.shape[0],)
+    kinds = {(f["kind"], f["node"]) for f in teach.flags}
+    assert ("channel-outlier", CONSUMER) in kinds and ("underflow", CONSUMER) in kinds
+    channel = next(f for f in teach.flags if f["kind"] == "channel-outlier" and f["node"] == CONSUMER)
+    assert channel["channel"] == CHANNEL and channel["tensor"] == READ
+
+
+def test_per_channel_weight_ranges(teach):
+    weights = teach.layerwise.weights.set_index("node")
+    conv = weights.loc[CONV]
+    assert conv["per_channel"]
+    assert int(conv["dominant_channel"]) == CHANNEL and conv["channel_dominance"] > 100
+    consumer = weights.loc[CONSUMER]
+    assert len(consumer["channel_amax"]) == 32
+
+
+def test_outlier_calibration_sample_is_found(cnn_eval):
+    calib = np.load(CNN_CALIB)["input"].copy()
+    calib[7] *= 60.0
+    model = onnx.load(str(sample_path("digits_cnn")))
+    tensors = ["input", "/features/relu1/Relu_output_0", "/features/pool1/MaxPool_output_0"]
+    stats = activation_statistics(model, {"input": calib}, tensors)
+    outliers = calibration_outliers({t: s["sample_amax"] for t, s in stats.items()})
+    assert outliers and outliers[0]["sample"] == 7
+    assert [o["sample"] for o in outliers] == [7]
+    assert outliers[0]["range_inflation"] > 10
+    # calibration vs evaluation: evaluation values span a small part of the corrupted range
+    eval_inputs = pd.DataFrame([{"tensor": t, "min": 0.0, "max": float(s["max"]) / 60, "mean": 0.0, "std": 1.0,
+                                 "saturation_rate": 0.0} for t, s in stats.items()])
+    table = calib_vs_eval(stats, eval_inputs)
+    assert set(table["tensor"]) == set(tensors)
+    assert (table["max_ratio"] < 0.05).all()
+
+
+def test_accuracy_against_calibration_size(teach):
+    curve = teach.calib_curve
+    assert [c["num_samples"] for c in curve] == [8, 64]
+    assert all(0 <= c["top1"] <= 1 for c in curve)
+    logged = [e for e in teach.evaluation_log if e["what"].startswith("calibration size")]
+    assert len(logged) == 2 and teach.evaluations == len(teach.evaluation_log)
+
+
+# --------------------------------------------------------------------------------------------
+# Sensitivity and the fix
+
+
+def test_culprits_fix_and_evaluation_count(teach):
+    assert teach.fp32_accuracy == pytest.approx(0.9944, abs=1e-3)
+    assert teach.int8_accuracy < 0.5
+    assert [c["node"] for c in teach.culprits[:2]] == [CONSUMER, CONV]
+    assert teach.ranking[0]["node"] == CONSUMER
+    assert teach.fix["config"]["exclude"] == [CONSUMER]
+    assert teach.fixed_accuracy >= teach.fp32_accuracy - 0.005
+    # FP32 + naive + 1 search step + the 2 calibration-size points
+    assert teach.evaluations == 5
+    assert teach.culprits[0]["evidence"]["confirmed_cost_pp"] > 50
+
+
+def test_smart_search_needs_fewer_evaluations_than_one_at_a_time(ws, cnn_eval):
+    inputs, labels = cnn_eval
+    calib, _ = load_npz(CNN_CALIB, ["input"])
+    ev = Evaluator(TEACHING, calib, {"input": inputs["input"][:180]}, labels[:180], workspace=ws)
+    fp32 = ev.fp32()
+    naive = ev(Config.make())
+    passes = lambda top1: 100 * (fp32 - top1) <= 0.5 + 1e-9  # noqa: E731
+    nodes = ["/features/conv1/Conv", "/features/dwconv2/Conv", "/features/pwconv2/Conv", "/features/dwconv3/Conv",
+             "/features/pwconv3/Conv", "/classifier/Gemm"]
+    score = lambda exclude: ev(Config.make(exclude=exclude))  # noqa: E731
+    brute = one_at_a_time(nodes, score, passes)
+    assert brute.exclude == [CONSUMER] and brute.evaluations == len(nodes)
+    fresh = Evaluator(TEACHING, calib, {"input": inputs["input"][:180]}, labels[:180], workspace=ws)
+    fresh.fp32_top1 = fp32
+    ranked = [CONSUMER] + [n for n in nodes if n != CONSUMER]  # the layerwise ranking puts it first
+    smart = search_exclusions(ranked, lambda ex: fresh(Config.make(exclude=ex)), passes)
+    assert smart.exclude == [CONSUMER] and smart.top1 > naive
+    assert smart.evaluations == fresh.evaluations == 1 < brute.evaluations
+    # the evaluator scores each configuration once
+    assert ev.known(Config.make(exclude=[CONSUMER])) == brute.top1 and ev.evaluations == 2 + len(nodes)
+
+
+def test_search_gallops_bisects_and_prunes():
+    ranked = [f"n{i}" for i in range(32)]
+    culprits = {"n5", "n9"}
+    calls = []
+
+    def score(exclude):
+        calls.append(list(exclude))
+        return 0.99 - 0.2 * len(culprits - set(exclude))
+
+    result = search_exclusions(ranked, score, lambda top1: top1 >= 0.985)
+    assert sorted(result.exclude) == ["n5", "n9"]
+    assert result.evaluations == len(calls) <= 2 * 5 + 10  # log2(32) gallop + bisect, then prune the prefix
+    assert {s["phase"] for s in result.steps} == {"gallop", "bisect", "prune"}
+    brute = one_at_a_time(ranked, score, lambda top1: top1 >= 0.985)
+    assert brute.evaluations > len(ranked)
+    nothing = search_exclusions(ranked, lambda ex: 0.0, lambda top1: top1 > 0.5)
+    assert nothing.exclude is None
+
+
+def test_transformer_real_case(transformer):
+    d = transformer
+    assert d.fp32_accuracy == pytest.approx(0.9972, abs=1e-3)
+    if d.drop_pp <= d.target_drop:  # a CPU whose integer kernels do not saturate: nothing to fix
+        assert not d.fix["needed"] and d.fix["config"]["exclude"] == []
+        return
+    assert d.culprits[0]["node"] == "/embed/MatMul"
+    assert "kernel" in d.culprits[0]["reason"]
+    assert d.fix["config"]["exclude"] == ["/embed/MatMul"]
+    assert d.fixed_accuracy >= d.fp32_accuracy - 0.005
+    assert d.evaluations <= 4 < 2 + len(d.layerwise.quantized)
+
+
+# --------------------------------------------------------------------------------------------
+# Engine layers joined with errors
+
+
+def test_join_real_tensorrt_layer_table():
+    from workbench import import_trt
+
+    folder = TRT / "resnet18-a100-qat"
+    table = import_trt(folder / "engine.graph.json", folder / "engine.profile.json")
+    fused = table[table["onnx_nodes"].map(lambda n: "Conv_34" in n)].iloc[0]
+    errors = {"Conv_34": {"local_sqnr_db": 12.0, "accum_sqnr_db": 20.0}, "Add_36": {"local_sqnr_db": 30.0},
+              "Conv_9": 35.0, "Conv_999": 5.0}
+    joined = join_layer_errors(table, errors)
+    assert len(joined) == len(table)
+    row = joined[joined["name"] == fused["name"]].iloc[0]
+    assert row["worst_node"] == "Conv_34" and row["local_sqnr_db"] == 12.0
+    assert row["time_ms"] == pytest.approx(fused["time_ms"])
+    assert sorted(row["error_nodes"]) == ["Add_36", "Conv_34"]
+    assert joined.attrs["unmatched_nodes"] == ["Conv_999"]
+    assert joined["quantized"].sum() == 2
+    with pytest.raises(ValueError, match="onnx_nodes"):
+        join_layer_errors(table.drop(columns=["onnx_nodes"]), errors)
+    with pytest.raises(ValueError, match="'node' column"):
+        join_layer_errors(table, pd.DataFrame({"x": [1]}))
+
+
+def test_join_onnxruntime_profile_with_layerwise_errors(transformer):
+    from workbench.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    engine = OnnxRuntimeBackend().build(transformer.variants["naive"], {})
+    table = engine.profile({"input": np.load(sample_data_path("digits_transformer", "eval"))["input"][:16]},
+                           iterations=3, warmup=1)
+    joined = join_layer_errors(table, transformer.layerwise.nodes)
+    assert joined.attrs["unmatched_nodes"] == []
+    row = joined[joined["worst_node"] == "/embed/MatMul"].iloc[0]
+    assert row["time_ms"] > 0
+    assert row["local_sqnr_db"] == pytest.approx(
+        transformer.layerwise.nodes.set_index("node").loc["/embed/MatMul", "local_sqnr_db"])
+
+
+# --------------------------------------------------------------------------------------------
+# Figures and the explorer
+
+
+def test_figures_and_explorer(teach):
+    from workbench.views.doctor_figures import before_after_figure, error_curve_figure, sensitivity_figure
+    from workbench.views.doctor_widgets import DoctorExplorer
+
+    report = teach.to_dict()
+    rows = results_rows(report)
+    assert [r["variant"] for r in rows] == ["fp32", "int8 naive", "int8 fixed"]
+    assert [r["top1"] for r in rows] == [teach.fp32_accuracy, teach.int8_accuracy, teach.fixed_accuracy]
+    assert [r["median_ms"] for r in rows] == [teach.latency[k]["median_ms"] for k in ("fp32", "int8", "fixed")]
+    fig = before_after_figure(rows, target_top1=teach.fp32_accuracy - 0.005)
+    points = [(x, y) for t in fig.data if t.meta == "variants" for x, y in zip(t.x, t.y)]
+    assert sorted(points) == sorted((r["median_ms"], r["top1"]) for r in rows)
+    curve = error_curve_figure(teach.layerwise.tensors, first_jump=teach.layerwise.first_jump()["tensor"])
+    assert len(curve.data) >= 2
+    assert len(sensitivity_figure(teach.ranking, fix_exclude=[CONSUMER]).data) >= 1
+    with pytest.raises(DoctorError, match="not a doctor report"):
+        results_rows({"model": "x"})
+    explorer = DoctorExplorer(teach)
+    explorer.tensor_dropdown.value = (CONSUMER, READ)
+    assert len(explorer.ranges_out.outputs) >= 1
+
+
+# --------------------------------------------------------------------------------------------
+# The command
+
+
+def _run(capsys, argv):
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out
+
+
+def test_doctor_command_json_contract(capsys, monkeypatch, ws):
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(ws))
+    code, out = _run(capsys, ["doctor", str(TEACHING), "--calib", str(CNN_CALIB), "--eval", str(CNN_EVAL),
+                              "--target-drop", "0.5", "--no-latency", "--json"])
+    assert code == 0, out.err
+    report = json.loads(out.out)
+    for key in ("fp32_accuracy", "int8_accuracy", "culprits", "recipe", "fixed_accuracy", "evaluations"):
+        assert key in report
+    names = {n.name for n in onnx.load(str(TEACHING)).graph.node}
+    assert [c["node"] for c in report["culprits"][:2]] == [CONSUMER, CONV]
+    assert all(c["node"] in names and "evidence" in c for c in report["culprits"])
+    assert report["recipe"]["exclude"] == [CONSUMER] and report["recipe"]["method"] == "minmax"
+    assert 0.99 <= report["fixed_accuracy"] <= 1 and report["int8_accuracy"] < 0.5
+    assert isinstance(report["evaluations"], int) and report["evaluations"] == len(report["evaluation_log"]) == 3
+
+
+def test_doctor_command_human_output(capsys, monkeypatch, ws, caplog):
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(ws))
+    with caplog.at_level("INFO", logger="workbench"):
+        code, out = _run(capsys, ["doctor", str(TEACHING), "--calib", str(CNN_CALIB), "--eval", str(CNN_EVAL),
+                                  "--no-latency"])
+    assert code == 0
+    assert "culprits, worst first:" in out.out and CONSUMER in out.out and "recipe: method minmax" in out.out
+    assert any("doctor: layerwise comparison" in r.message for r in caplog.records)
+
+
+def test_diagnose_refuses_bad_arguments(ws):
+    with pytest.raises(DoctorError, match="progress must be"):
+        diagnose(TEACHING, CNN_CALIB, CNN_EVAL, progress="loud", workspace=ws)
+    with pytest.raises(DoctorError, match="unknown calibration method"):
+        diagnose(TEACHING, CNN_CALIB, CNN_EVAL, methods=["minmax", "mse"], workspace=ws)
+    with pytest.raises(DoctorError, match="precision"):
+        diagnose(TEACHING, CNN_CALIB, CNN_EVAL, recipe="fp16", workspace=ws)
+    with pytest.raises(DoctorError, match="at least 1"):
+        diagnose(TEACHING, CNN_CALIB, CNN_EVAL, calib_sizes=[0], latency=False, workspace=ws)
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("doctor_bad")
+    data = np.load(CNN_EVAL)
+    np.savez(folder / "nolabels.npz", input=data["input"])
+    nan = np.load(CNN_CALIB)["input"].copy()
+    nan[3, 0, 2, 2] = np.nan
+    np.savez(folder / "nan.npz", input=nan)
+    np.savez(folder / "wrongname.npz", pixels=data["input"])
+    np.savez(folder / "fewlabels.npz", input=data["input"], labels=data["labels"][:10])
+    return folder
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"--eval": "nolabels.npz"}, "labels"),
+    ({"--calib": "nan.npz"}, "NaN"),
+    ({"--calib": "wrongname.npz"}, "input"),
+    ({"--eval": "fewlabels.npz"}, "label"),
+    ({"--target-drop": "-1"}, "target_drop"),
+    ({"--target-drop": "50000"}, "percentage points"),
+    ({"model": "missing.onnx"}, "missing.onnx"),
+])
+def test_doctor_command_bad_input(change, message, bad_files, capsys, monkeypatch, ws):
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(ws))
+    args = {"model": str(TEACHING), "--calib": str(CNN_CALIB), "--eval": str(CNN_EVAL), "--target-drop": "0.5"}
+    args.update({k: str(bad_files / v) if v.endswith((".npz", ".onnx")) else v for k, v in change.items()})
+    argv = ["doctor", args.pop("model")] + [x for kv in args.items() for x in kv] + ["--no-latency", "--json"]
+    code, out = _run(capsys, argv)
+    assert code == 2
+    error = json.loads(out.out)["error"]
+    assert message in error
+    assert "doctor: error:" in out.err and "Traceback" not in out.err
