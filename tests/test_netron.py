@@ -118,3 +118,22 @@ def test_closing_the_view_stops_the_server():
 def test_missing_model_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="absent.onnx"):
         NetronServer(tmp_path / "absent.onnx")
+
+
+def test_netron_logs_nothing_and_leaves_logging_alone(capsys):
+    """netron.serve would call logging.basicConfig(INFO) and print "Serving ..." into the notebook."""
+    import logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()  # as in a fresh kernel: netron would configure the root logger here
+    try:
+        view = netron_view(sample_path("digits_cnn"))
+        assert 'referrerpolicy="no-referrer"' in view.children[1].value
+        view.close()
+        assert root.handlers == []
+        assert logging.getLogger("netron").getEffectiveLevel() == logging.WARNING
+    finally:
+        root.handlers[:] = saved
+    captured = capsys.readouterr()
+    assert "Serving" not in captured.out + captured.err and "Stopping" not in captured.out + captured.err

@@ -72,3 +72,56 @@ def test_engine_explorer_switches_engines_and_compares():
     assert len(explorer.compare_out.outputs) == 2
     explorer.compare_b.value = "fused"
     assert len(explorer.compare_out.outputs) == 1
+
+
+def test_show_in_puts_figures_into_the_output_widget(capsys):
+    """A plotly figure goes into the Output's outputs as plotly's mime bundle, not to the cell.
+
+    IPython's formatter calls a figure's ``_ipython_display_``, which shows it in the running cell
+    (outside the widget, so it cannot follow the picker) and leaves the Output area empty.
+    """
+    import ipywidgets as widgets
+    import plotly.graph_objects as go
+
+    from workbench.views.output import show_in
+
+    out = widgets.Output()
+    figure = go.Figure(go.Bar(x=["Conv", "Relu"], y=[3, 2]), layout_title_text="op types")
+    show_in(out, widgets.HTML("<b>summary</b>"), figure)
+    assert [o["output_type"] for o in out.outputs] == ["display_data", "display_data"]
+    table, chart = (o["data"] for o in out.outputs)
+    assert "application/vnd.jupyter.widget-view+json" in table
+    assert chart["application/vnd.plotly.v1+json"]["data"][0]["type"] == "bar"
+    assert chart["application/vnd.plotly.v1+json"]["layout"]["title"]["text"] == "op types"
+    show_in(out, figure)  # replaces, does not append
+    assert len(out.outputs) == 1
+    assert capsys.readouterr().out == ""
+
+
+def test_picker_chart_is_plotly_data_inside_the_widget():
+    picker = ModelPicker()
+    chart = picker.summary_out.outputs[1]["data"]
+    assert "digits_cnn" in chart["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]
+    picker.sample_dropdown.value = "digits_transformer"
+    chart = picker.summary_out.outputs[1]["data"]
+    assert "digits_transformer" in chart["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]
+
+
+def test_engine_explorer_warns_when_engines_share_no_nodes():
+    backend = get_backend("onnxruntime")
+    cnn = backend.build(sample_path("digits_cnn")).profile(
+        {"input": np.load(sample_data_path("digits_cnn"))["input"][:4]}, iterations=2)
+    transformer = backend.build(sample_path("digits_transformer")).profile(
+        {"input": np.load(sample_data_path("digits_transformer"))["input"][:4]}, iterations=2)
+    explorer = EngineExplorer({"cnn": cnn, "transformer": transformer})
+    assert (explorer.compare_a.value, explorer.compare_b.value) == ("cnn", "transformer")
+    from ipywidgets.widgets.widget import _instances
+
+    assert len(explorer.compare_out.outputs) == 3  # the warning, the figure, the table
+    view = explorer.compare_out.outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]
+    warning = _instances[view["model_id"]].value
+    assert "share no ONNX nodes" in warning and "cnn" in warning and "transformer" in warning
+    assert "application/vnd.plotly.v1+json" in explorer.compare_out.outputs[1]["data"]
+    explorer.compare_b.value = "cnn"
+    explorer.compare_a.value = "cnn"
+    assert len(explorer.compare_out.outputs) == 1  # same engine twice: a note only

@@ -81,7 +81,7 @@ class ModelSummary:
         warnings = "".join(f"<li>{html.escape(w)}</li>" for w in self.warnings)
         return (
             f"<table>{facts}</table>"
-            + self.io_frame().to_html(index=False)
+            + self.io_frame().to_html(index=False, border=0)
             + (f"<ul class='wb-warnings'>{warnings}</ul>" if warnings else "")
         )
 

@@ -4,13 +4,14 @@ comparison with another engine. A thin controller over :mod:`workbench.views.eng
 
 from __future__ import annotations
 
+import html
 import os
 from typing import Any, Mapping
 
 import ipywidgets as widgets
 import pandas as pd
 
-from workbench.analysis.compare import compare_engines
+from workbench.analysis.compare import MATCHED, compare_engines
 from workbench.analysis.fusion import fusion_summary
 from workbench.model import load_model
 from workbench.views.engine_figures import (
@@ -18,6 +19,7 @@ from workbench.views.engine_figures import (
     fusion_graph,
     fusion_table,
     layer_time_bar,
+    shorten,
     time_by_precision,
     time_treemap,
     top_layers,
@@ -44,12 +46,16 @@ class EngineExplorer(widgets.VBox):
         self.tables = dict(tables)
         self.models = {label: _as_model(m) for label, m in (models or {}).items()}
         labels = list(self.tables)
-        self.engine_dropdown = widgets.Dropdown(options=labels, value=labels[0], description="Engine")
-        self.compare_a = widgets.Dropdown(options=labels, value=labels[0], description="A")
-        self.compare_b = widgets.Dropdown(options=labels, value=labels[-1], description="B")
-        self.timing_out = widgets.Output()
-        self.fusion_out = widgets.Output()
-        self.compare_out = widgets.Output()
+        # max-content: a dropdown as wide as its longest label ("TensorRT FP16 (A100, imported)")
+        fit = {"width": "max-content"}
+        self.engine_dropdown = widgets.Dropdown(options=labels, value=labels[0], description="Engine", layout=fit)
+        self.compare_a = widgets.Dropdown(options=labels, value=labels[0], description="A", layout=fit)
+        self.compare_b = widgets.Dropdown(options=labels, value=labels[min(1, len(labels) - 1)], description="B", layout=fit)
+        # wide figures (the fusion graph) and tables scroll inside the tab instead of being cut off
+        scroll = {"overflow": "auto"}
+        self.timing_out = widgets.Output(layout=scroll)
+        self.fusion_out = widgets.Output(layout=scroll)
+        self.compare_out = widgets.Output(layout=scroll)
         self.tabs = widgets.Tab(
             children=[
                 self.timing_out,
@@ -82,13 +88,13 @@ class EngineExplorer(widgets.VBox):
                 layer_time_bar(table, top=40),
                 time_treemap(table),
                 time_by_precision(table),
-                top_layers(table, k=10),
+                _top_layers_frame(table),
             )
         summary = widgets.HTML(_summary_html(fusion_summary(table, model)))
         if model is not None:
-            show_in(self.fusion_out, summary, fusion_graph(table, model), fusion_table(table, model))
+            show_in(self.fusion_out, summary, fusion_graph(table, model), _fusion_frame(table, model))
         else:
-            show_in(self.fusion_out, summary, fusion_table(table, model))
+            show_in(self.fusion_out, summary, _fusion_frame(table, model))
 
     def show_comparison(self) -> None:
         """Redraw the Compare tab for the engines chosen as A and B."""
@@ -101,7 +107,88 @@ class EngineExplorer(widgets.VBox):
         except ValueError as err:  # e.g. an unprofiled table
             show_in(self.compare_out, widgets.HTML(error_html(str(err))))
             return
-        show_in(self.compare_out, compare_figure(comparison, top=40), comparison)
+        shown = [compare_figure(comparison, top=40), _comparison_frame(comparison)]
+        if not (comparison["status"] == MATCHED).any():
+            shown.insert(0, widgets.HTML(_no_shared_nodes_html(a, b)))
+        show_in(self.compare_out, *shown)
+
+
+# The tables in the tabs are cut to what fits the tab's width (about 1200 px): long names
+# shortened, lists joined, numbers rounded. The full tables are the functions' return values.
+
+
+def _text(value: Any, width: int) -> str:
+    """A cell as short text: lists joined with commas, cut to ``width`` characters."""
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value)
+    return shorten("" if value is None else value, width)
+
+
+def _number(value: Any, fmt: str) -> str:
+    try:
+        return "" if value is None or pd.isna(value) else fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _fusion_frame(table: pd.DataFrame, model: Any) -> pd.DataFrame:
+    """:func:`fusion_table`, narrowed to fit the Fusion tab."""
+    full = fusion_table(table, model)
+    shown = pd.DataFrame(
+        {
+            "layer": full["layer"].map(lambda v: _text(v, 44)),
+            "status": full["status"],
+            "type": full["type"].map(lambda v: _text(v, 28)),
+            "op_types": full["op_types"].map(lambda v: _text(v, 40)),
+            "precision": full["precision"],
+        }
+    )
+    if "time_ms" in full:
+        shown["time_ms"] = full["time_ms"].map(lambda v: _number(v, "{:.4f}"))
+        shown["share"] = full["share"].map(lambda v: _number(v, "{:.1f} %"))
+    return shown
+
+
+def _comparison_frame(comparison: pd.DataFrame) -> pd.DataFrame:
+    """A comparison (:func:`compare_engines`), narrowed to fit the Compare tab."""
+    label_a = comparison.attrs.get("label_a", "A")
+    label_b = comparison.attrs.get("label_b", "B")
+    return pd.DataFrame(
+        {
+            "status": comparison["status"],
+            f"layers in {label_a}": comparison["layers_a"].map(lambda v: _text(v, 40)),
+            f"layers in {label_b}": comparison["layers_b"].map(lambda v: _text(v, 40)),
+            f"{label_a} (ms)": comparison["time_a"].map(lambda v: _number(v, "{:.4f}")),
+            f"{label_b} (ms)": comparison["time_b"].map(lambda v: _number(v, "{:.4f}")),
+            "difference (ms)": comparison["diff"].map(lambda v: _number(v, "{:+.4f}")),
+        }
+    ).set_axis(pd.Index(comparison["group"], name="group"))
+
+
+def _top_layers_frame(table: pd.DataFrame, k: int = 10) -> pd.DataFrame:
+    """The ``k`` slowest layers, formatted to fit the tab: short names, rounded times, percents."""
+    top = top_layers(table, k=k)
+    return pd.DataFrame(
+        {
+            "name": top["name"].map(lambda v: shorten(v, 48)),
+            "type": top["type"].map(lambda v: shorten(v, 32)),
+            "precision": top["precision"],
+            "tactic": top["tactic"].map(lambda v: shorten(v, 36)),
+            "time_ms": top["time_ms"].map("{:.4f}".format),
+            "share": top["share"].map("{:.1f} %".format),
+            "cumulative": top["cumulative_share"].map("{:.1f} %".format),
+        },
+    ).set_axis(pd.Index(top["rank"], name="rank"))
+
+
+def _no_shared_nodes_html(a: str, b: str) -> str:
+    """The warning shown when two engines run no ONNX node in common."""
+    return (
+        "<div class='wb-warning' style='color:#8a5300;border:1px solid #e0a800;background:#fff8e1;"
+        "padding:6px;border-radius:4px'><b>Nothing to match:</b> "
+        f"{html.escape(a)} and {html.escape(b)} share no ONNX nodes (different models?), so every "
+        "layer is unmatched and the difference is only of the totals.</div>"
+    )
 
 
 def _as_model(model: Any) -> Any:

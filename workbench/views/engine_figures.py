@@ -60,6 +60,8 @@ INSERTED_PATTERN = "/"
 LABEL_WIDTH = 60
 NODE_MARKERS = "onnx-nodes"  # ``meta`` of the fusion graph's node traces
 MAX_LEGEND_LAYERS = 40
+LEGEND_GROUP_GAP = 2  # px between legend entries (each layer is a legend group of its own)
+LEGEND_ENTRY_HEIGHT = 22  # px per legend entry, with the gap
 STATUS_SYMBOLS = {FUSED: "circle", KEPT: "square", FOLDED: "x"}
 
 
@@ -579,11 +581,15 @@ def _layout_fusion_graph(fig, table, per_node, positions) -> None:
         title += f"<br><sup>{subtitle}</sup>"
     width_nodes = max((y for _, y in positions), default=0.0) * 2 + 1
     depth = max((x for x, _ in positions), default=0.0) + 1
+    # Tall enough for the whole legend (one entry per layer): a legend taller than the plot
+    # is cut off and scrolls inside the figure.
+    legend_entries = sum(1 for trace in fig.data if trace.showlegend is not False and trace.meta == NODE_MARKERS)
     fig.update_layout(
         title=title,
         xaxis=dict(title="topological depth", showgrid=False, zeroline=False),
         yaxis=dict(visible=False),
-        height=int(min(1400, max(380, 60 * width_nodes + 160))),
+        legend=dict(tracegroupgap=LEGEND_GROUP_GAP, itemsizing="constant"),
+        height=int(min(1400, max(380, 60 * width_nodes + 160, LEGEND_ENTRY_HEIGHT * legend_entries + 150))),
         width=int(min(4000, max(700, 45 * depth + 300))),
         hovermode="closest",
         template="plotly_white",
@@ -707,6 +713,9 @@ def compare_figure(comparison: pd.DataFrame, *, hide_zero: bool = True, top: int
             y=labels,
             marker_color=[FASTER_COLOR if d < 0 else SLOWER_COLOR for d in rows["diff"]],
             marker_pattern_shape=["" if s == MATCHED else INSERTED_PATTERN for s in rows["status"]],
+            # A color of its own for the hatching: by default plotly.js derives it from
+            # marker.color, which here is an array it cannot use ("Invalid color specifier").
+            marker_pattern_fgcolor="white",
             hovertext=[_comparison_hover(r, label_a, label_b) for r in rows.itertuples(index=False)],
             hoverinfo="text",
         )

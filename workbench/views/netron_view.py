@@ -10,6 +10,8 @@ which is what makes it work behind the proxy prefix.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import logging
 import os
 import socket
 from pathlib import Path
@@ -63,7 +65,8 @@ class NetronServer:
             raise FileNotFoundError(f"{self.model_path}: no such model file to show in Netron")
         self.port = port or _free_port()
         self._netron = netron
-        netron.serve(str(self.model_path), address=(NETRON_HOST, self.port), browse=False)
+        with _quiet_netron():
+            netron.serve(str(self.model_path), address=(NETRON_HOST, self.port), browse=False)
         _RUNNING[self.port] = self
 
     @property
@@ -84,6 +87,25 @@ class NetronServer:
         """Stop serving; safe to call twice."""
         if _RUNNING.pop(self.port, None) is not None:
             self._netron.stop((NETRON_HOST, self.port))
+
+
+@contextlib.contextmanager
+def _quiet_netron():
+    """Keep Netron's log lines ("Serving ... at ...", "Stopping ...") out of the notebook.
+
+    ``netron.serve`` calls ``logging.basicConfig(level=INFO)`` when the root logger has no
+    handler, which would also route every other library's INFO messages into the notebook as
+    stderr. A NullHandler on the root logger for the call makes that a no-op; Netron's own logger
+    is set to WARNING so its INFO lines go nowhere.
+    """
+    logging.getLogger("netron").setLevel(logging.WARNING)
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    root.addHandler(guard)
+    try:
+        yield
+    finally:
+        root.removeHandler(guard)
 
 
 def stop_all() -> None:
@@ -111,7 +133,7 @@ def netron_view(model, height: int = 600):
     server = NetronServer(path)
     src = server.proxied_url()
     frame = widgets.HTML(
-        f'<iframe src="{src}" title="Netron: {Path(path).name}" '
+        f'<iframe src="{src}" title="Netron: {Path(path).name}" referrerpolicy="no-referrer" '
         f'style="width:100%;height:{height}px;border:1px solid #ddd"></iframe>'
     )
     close = widgets.Button(description="Close Netron", icon="times", layout={"width": "160px"})
