@@ -1,14 +1,14 @@
 """Accuracy of real variants of the sample models on their real eval split.
 
-Lower-precision variants are made here with ONNX Runtime's own tools (QDQ INT8 with
-``quantize_static`` calibrated on the calib split; FP16 with onnxconverter-common), and every
-figure is checked against an independent computation on the raw ONNX Runtime outputs.
+Lower-precision variants are made with ``workbench.precision.make_variant`` (the shared
+``sample_variant`` fixture: Q/DQ INT8 calibrated with minmax on the calib split; FP16 with
+onnxconverter-common), and every figure is checked against an independent computation on the raw
+ONNX Runtime outputs.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 import onnx
@@ -30,38 +30,6 @@ from workbench.samples import sample_data_path, sample_path
 
 CNN = sample_path("digits_cnn")
 EVAL = sample_data_path("digits_cnn", "eval")
-CALIB = sample_data_path("digits_cnn", "calib")
-
-
-def make_int8(model_path, calib_path, out_path):
-    """QDQ INT8 (activations and weights, per-tensor) calibrated with MinMax on the calib split."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    calib = np.load(calib_path)["input"]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"input": calib[i:i + 64]} for i in range(0, len(calib), 64)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    logging.getLogger().setLevel(logging.ERROR)  # ORT's "consider pre-processing" advice
-    quantize_static(str(model_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    return out_path
-
-
-def make_fp16(model_path, out_path):
-    from onnxconverter_common.float16 import convert_float_to_float16
-
-    onnx.save(convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True), str(out_path))
-    return out_path
 
 
 def ort_logits(path, x):
@@ -76,13 +44,17 @@ def data():
 
 
 @pytest.fixture(scope="module")
-def int8_path(tmp_path_factory):
-    return make_int8(CNN, CALIB, tmp_path_factory.mktemp("int8") / "digits_cnn.int8.onnx")
+def int8_path(sample_variant):
+    """INT8 Q/DQ (minmax, per-channel weights); ORT's CPU provider runs it as it is."""
+    variant = sample_variant("digits_cnn", "int8")
+    assert variant.ort_path == variant.path
+    return variant.path
 
 
 @pytest.fixture(scope="module")
-def fp16_path(tmp_path_factory):
-    return make_fp16(CNN, tmp_path_factory.mktemp("fp16") / "digits_cnn.fp16.onnx")
+def fp16_path(sample_variant):
+    """What stands for the FP16 variant on ORT CPU: its emulation (FP16 rounding everywhere)."""
+    return sample_variant("digits_cnn", "fp16").ort_path
 
 
 # --------------------------------------------------------------------------------------------

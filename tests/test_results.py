@@ -4,12 +4,10 @@ and benchmarked briefly on ONNX Runtime, saved in a temporary workspace."""
 from __future__ import annotations
 
 import json
-import logging
 import math
 import threading
 
 import numpy as np
-import onnx
 import pandas as pd
 import pytest
 
@@ -36,59 +34,37 @@ def _workspace(tmp_path, monkeypatch):
     return tmp_path / "workspace"
 
 
-def _int8(model_path, calib_path, out_path):
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def measure(model_or_variant, *, model, precision, reference, recipe=None, calibration=None, method=None,
+            variant=None):
+    """A real row: evaluate on the eval split against FP32, benchmark a batch of 64 briefly.
 
-    calib = np.load(calib_path)["input"]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"input": calib[i:i + 64]} for i in range(0, len(calib), 64)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    logging.getLogger().setLevel(logging.ERROR)
-    quantize_static(str(model_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    return out_path
-
-
-def _fp16(model_path, out_path):
-    from onnxconverter_common.float16 import convert_float_to_float16
-
-    onnx.save(convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True), str(out_path))
-    return out_path
-
-
-def measure(path, *, model, precision, reference, recipe=None, calibration=None, method=None):
-    """A real row: evaluate on the eval split against FP32, benchmark a batch of 64 briefly."""
+    A :class:`workbench.precision.Variant` is evaluated on what stands for it on ORT CPU (itself,
+    or its emulation for FP16) and benchmarked and sized as the variant file itself."""
+    path = getattr(model_or_variant, "path", model_or_variant)
     data = sample_data_path(model, "eval")
-    evaluation = evaluate(path, data, reference=reference)
+    evaluation = evaluate(getattr(model_or_variant, "ort_path", path), data, reference=reference)
     x = np.load(data)["input"][:64]
     bench = OnnxRuntimeBackend().build(path, {"intra_op_num_threads": 1}).benchmark(
         {"input": x}, iterations=30, warmup=5)
     return make_row(model=model, precision=precision, evaluation=evaluation, benchmark=bench,
                     recipe=recipe, calibration=calibration, calibration_method=method,
-                    variant_path=path)
+                    variant_path=path, variant=variant)
 
 
 @pytest.fixture(scope="module")
-def real_rows(tmp_path_factory):
-    """FP32, FP16 and INT8 variants of both sample models, measured here."""
-    folder = tmp_path_factory.mktemp("variants")
+def real_rows(sample_variant):
+    """FP32, FP16 and INT8 variants of both sample models (made by make_variant), measured here."""
     rows = []
     for name in ("digits_cnn", "digits_transformer"):
         fp32 = sample_path(name)
         calib = sample_data_path(name, "calib")
         rows.append(measure(fp32, model=name, precision="FP32", reference=fp32))
-        rows.append(measure(_fp16(fp32, folder / f"{name}.fp16.onnx"), model=name,
+        rows.append(measure(sample_variant(name, "fp16"), model=name, variant=f"{name}.fp16",
                             precision="fp16", reference=fp32,
                             recipe={"precision": "fp16", "keep_io_types": True}))
-        rows.append(measure(_int8(fp32, calib, folder / f"{name}.int8.onnx"), model=name,
+        rows.append(measure(sample_variant(name, "int8"), model=name, variant=f"{name}.int8",
                             precision="INT8", reference=fp32, calibration=calib, method="minmax",
-                            recipe={"precision": "int8", "format": "QDQ", "per_channel": False,
-                                    "method": "minmax"}))
+                            recipe={"precision": "int8", "per_channel": True, "method": "minmax"}))
     return rows
 
 
@@ -102,7 +78,7 @@ def test_make_row_from_real_results(real_rows):
     assert fp32["top1"] == pytest.approx(358 / 360) and fp32["samples"] == 360
     assert fp32["min_sqnr_db"] == math.inf and fp32["min_cosine"] == 1.0
     assert 10 < int8["min_sqnr_db"] < fp16["min_sqnr_db"] < math.inf
-    assert int8["recipe_label"] == "precision=int8 format=QDQ method=minmax"
+    assert int8["recipe_label"] == "precision=int8 per_channel method=minmax"
     assert int8["calibration_method"] == "minmax" and int8["calibration"].endswith("calib.npz")
     for row in real_rows:
         assert row["backend"] == "onnxruntime" and row["batch"] == 64
@@ -156,7 +132,7 @@ def test_round_trip_through_the_workspace_file(real_rows, _workspace):
         assert back["precision"] == row["precision"].upper()
         assert pd.Timestamp(back["created"]).tzinfo is not None
     assert frame.loc[0, "min_sqnr_db"] == math.inf  # FP32 vs itself survives the file
-    assert ResultsTable().get(ids[2])["recipe"]["format"] == "QDQ"
+    assert ResultsTable().get(ids[2])["recipe"]["per_channel"] is True
     lines = table.path.read_text().splitlines()
     assert len(lines) == len(real_rows) and all(json.loads(line)["id"] for line in lines)
     assert not [p for p in _workspace.iterdir() if p.name.endswith(".tmp")]

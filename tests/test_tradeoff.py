@@ -3,11 +3,9 @@ evaluated on their eval split and benchmarked briefly on ONNX Runtime)."""
 
 from __future__ import annotations
 
-import logging
 import re
 
 import numpy as np
-import onnx
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
@@ -36,34 +34,11 @@ def _workspace(tmp_path, monkeypatch):
     return tmp_path / "workspace"
 
 
-def _int8(model_path, calib_path, out_path):
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    calib = np.load(calib_path)["input"]
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"input": calib[i:i + 64]} for i in range(0, len(calib), 64)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    logging.getLogger().setLevel(logging.ERROR)
-    quantize_static(str(model_path), str(out_path), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-    return out_path
-
-
-def _fp16(model_path, out_path):
-    from onnxconverter_common.float16 import convert_float_to_float16
-
-    onnx.save(convert_float_to_float16(onnx.load(str(model_path)), keep_io_types=True), str(out_path))
-    return out_path
-
-
-def _measure(path, *, model, precision, reference, **fields):
+def _measure(model_or_variant, *, model, precision, reference, **fields):
+    """A real row; a Variant is evaluated on what stands for it on ORT CPU, timed as itself."""
+    path = getattr(model_or_variant, "path", model_or_variant)
     data = sample_data_path(model, "eval")
-    evaluation = evaluate(path, data, reference=reference)
+    evaluation = evaluate(getattr(model_or_variant, "ort_path", path), data, reference=reference)
     x = np.load(data)["input"][:64]
     bench = OnnxRuntimeBackend().build(path, {"intra_op_num_threads": 1}).benchmark(
         {"input": x}, iterations=20, warmup=3)
@@ -72,15 +47,15 @@ def _measure(path, *, model, precision, reference, **fields):
 
 
 @pytest.fixture(scope="module")
-def real_rows(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("variants")
+def real_rows(sample_variant):
     cnn, transformer = sample_path("digits_cnn"), sample_path("digits_transformer")
     calib = sample_data_path("digits_cnn", "calib")
     return [
         _measure(cnn, model="digits_cnn", precision="FP32", reference=cnn),
-        _measure(_fp16(cnn, folder / "cnn.fp16.onnx"), model="digits_cnn", precision="FP16",
-                 reference=cnn, recipe={"precision": "fp16", "keep_io_types": True}),
-        _measure(_int8(cnn, calib, folder / "cnn.int8.onnx"), model="digits_cnn", precision="INT8",
+        _measure(sample_variant("digits_cnn", "fp16"), model="digits_cnn", precision="FP16",
+                 variant="cnn.fp16", reference=cnn, recipe={"precision": "fp16", "keep_io_types": True}),
+        _measure(sample_variant("digits_cnn", "int8"), model="digits_cnn", precision="INT8",
+                 variant="cnn.int8",
                  reference=cnn, calibration=calib, calibration_method="minmax",
                  recipe={"name": "int8-qdq-minmax", "format": "QDQ", "method": "minmax"}),
         _measure(transformer, model="digits_transformer", precision="FP32", reference=transformer),

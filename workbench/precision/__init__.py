@@ -39,6 +39,7 @@ _EXPORTS = {
     "quantize_command": "workbench.precision.command",
     "OutputExistsError": "workbench.precision.command",
     "modelopt_available": "workbench.precision.modelopt_adapter",
+    "measure_variants": "workbench.precision.sweep",
 }
 
 __all__ = sorted(_EXPORTS)

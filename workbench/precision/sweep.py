@@ -37,7 +37,7 @@ class SweepError(WorkbenchError, ValueError):
     """A sweep argument is invalid; the message names it and the fix."""
 
 
-def _check_args(recipes, backends, batch_sizes, iterations, warmup) -> tuple[list, tuple, tuple]:
+def _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds=1) -> tuple[list, tuple, tuple]:
     from workbench.precision.variants import _recipe
 
     if isinstance(recipes, (str, Mapping)) or not isinstance(recipes, Iterable):
@@ -62,8 +62,9 @@ def _check_args(recipes, backends, batch_sizes, iterations, warmup) -> tuple[lis
         raise SweepError(f"batch_sizes must be a list of positive integers, got {batch_sizes!r}") from err
     if not batch_sizes or min(batch_sizes) < 1:
         raise SweepError(f"batch_sizes must be a non-empty list of positive integers, got {list(batch_sizes)}.")
-    if int(iterations) < 1 or int(warmup) < 0:
-        raise SweepError(f"iterations must be >= 1 and warmup >= 0, got {iterations} and {warmup}.")
+    if int(iterations) < 1 or int(warmup) < 0 or int(rounds) < 1:
+        raise SweepError(f"iterations and rounds must be >= 1 and warmup >= 0, got {iterations}, {rounds} "
+                         f"and {warmup}.")
     return recipes, backends, batch_sizes
 
 
@@ -95,6 +96,7 @@ def measure_variant(
     iterations: int = 50,
     warmup: int = 5,
     threads: int | None = None,
+    rounds: int = 1,
 ) -> dict:
     """Evaluate and benchmark one variant on one backend; return its results row.
 
@@ -110,6 +112,8 @@ def measure_variant(
             to ``latency`` (batch size -> median/p90/p99 ms and throughput).
         iterations, warmup: Timed and untimed benchmark iterations per batch size.
         threads: ORT ``intra_op_num_threads`` (None: ORT's default).
+        rounds: Benchmark each batch size this many times and keep the run with the lowest
+            median (on a shared machine other work only ever adds time).
 
     Returns:
         A :func:`~workbench.analysis.results.make_row` row with extra columns ``accuracy_on``,
@@ -134,9 +138,11 @@ def measure_variant(
     engine = get_backend(backend).build(latency_path, options or None)
     latency, first = {}, None
     for size in batch_sizes:
-        result = engine.benchmark(_batch(inputs, size), iterations=iterations, warmup=warmup)
+        feed = _batch(inputs, size)
+        result = min((engine.benchmark(feed, iterations=iterations, warmup=warmup) for _ in range(max(1, int(rounds)))),
+                     key=lambda r: r.median_ms)
         first = first or result
-        latency[str(size)] = {k: round(getattr(result, k), 5) for k in ("median_ms", "p90_ms", "p99_ms", "throughput")}
+        latency[str(size)] = {k: float(getattr(result, k)) for k in ("median_ms", "p90_ms", "p99_ms", "throughput")}
     calib = record.get("calibration") or {}
     tool = record.get("tool") or {}
     notes = []
@@ -147,7 +153,7 @@ def measure_variant(
         notes.append(f"accuracy on the emulation (ORT CPU computes {variant.precision} ops in FP32)")
     return make_row(
         model=model_name,
-        variant=variant.path.stem,
+        variant=_label(variant.recipe),
         precision=variant.precision,
         backend=backend,
         evaluation=evaluation,
@@ -160,7 +166,7 @@ def measure_variant(
         accuracy_on="variant" if accuracy_path == variant.path else "emulation",
         latency_on="variant" if latency_path == variant.path else "emulation",
         tool=f"{tool.get('name')} {tool.get('version') or ''}".strip(),
-        calibration_samples=calib.get("num_samples"),
+        calibration_samples=calib.get("num_samples") if variant.recipe.needs_calibration else None,
         latency=latency,
         notes="; ".join(notes) or None,
     )
@@ -188,7 +194,9 @@ def measure_variants(
     iterations: int = 50,
     warmup: int = 5,
     threads: int | None = None,
+    rounds: int = 1,
     table=None,
+    remeasure: bool = False,
     workspace=None,
     progress: bool = True,
 ) -> list[dict]:
@@ -208,12 +216,16 @@ def measure_variants(
         batch_sizes: Benchmark batch sizes (the first fills the row's latency columns).
         iterations, warmup: Benchmark iterations per batch size.
         threads: ORT threads per operator (None: ORT's default).
+        rounds: Benchmark rounds per batch size; the lowest median is kept.
         table: A :class:`~workbench.analysis.results.ResultsTable` to add the rows to, or None.
+        remeasure: With a ``table``, a variant already measured there (same variant file, backend
+            and batch sizes) is returned from the table instead of measured and added again, so
+            re-running a notebook does not duplicate rows; True measures and adds it anyway.
         workspace: Folder for the variants (default: the workspace's ``variants``).
         progress: Show a progress bar over the grid.
 
     Returns:
-        The rows, in recipe order then backend order; each has an ``id`` when added to ``table``.
+        The rows, in recipe order then backend order; each has an ``id`` when it is in ``table``.
 
     Raises:
         SweepError: Invalid arguments (no recipes, unknown backend, TensorRT unavailable...).
@@ -221,7 +233,7 @@ def measure_variants(
     """
     from workbench.precision.variants import make_variant
 
-    recipes, backends, batch_sizes = _check_args(recipes, backends, batch_sizes, iterations, warmup)
+    recipes, backends, batch_sizes = _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds)
     if eval_data is None:
         raise SweepError("eval_data is required: labelled data (an .npz with the model inputs and 'labels') "
                          "to score each variant on.")
@@ -238,6 +250,12 @@ def measure_variants(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(recipes) * len(backends), desc=f"measure {name}", unit="variant")
+    measured = {}
+    if table is not None and not remeasure:
+        wanted = sorted(str(b) for b in batch_sizes)
+        for row in table.load():
+            if sorted(row.get("latency") or {}) == wanted:
+                measured[(row.get("variant_path"), row.get("backend"))] = row
     rows = []
     try:
         for recipe in recipes:
@@ -247,9 +265,14 @@ def measure_variants(
             variant = make_variant(loaded, recipe, calib if uses_calib else None,
                                    workspace=workspace, progress=False)
             for backend in backends:
+                if (str(variant.path), backend) in measured:
+                    rows.append(measured[(str(variant.path), backend)])
+                    if bar is not None:
+                        bar.update(1)
+                    continue
                 row = measure_variant(variant, name, model_path, eval_data, inputs, backend=backend,
                                       batch_sizes=batch_sizes, iterations=iterations, warmup=warmup,
-                                      threads=threads)
+                                      threads=threads, rounds=rounds)
                 if table is not None:
                     row["id"] = table.add(row)
                 rows.append(row)
@@ -294,3 +317,117 @@ def rows_frame(rows: Sequence[Mapping[str, Any]], batch_sizes: Sequence[int] | N
         entry["measured_on"] = row.get("latency_on")
         out.append(entry)
     return pd.DataFrame(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables for notebooks: what a variant changed, and how accurate it is
+# --------------------------------------------------------------------------------------------
+
+
+def _variants_dict(variants) -> dict:
+    if isinstance(variants, Mapping):
+        return dict(variants)
+    from workbench.precision.variants import Variant
+
+    if isinstance(variants, Variant):
+        variants = [variants]
+    return {_label(v.recipe): v for v in variants}
+
+
+def describe_variants(variants):
+    """One row per variant: how it was made and what is in its graph.
+
+    Args:
+        variants: :class:`~workbench.precision.Variant` objects, a list or a label -> variant dict.
+
+    Returns:
+        A DataFrame with the label, precision, tool and version, Q/DQ node counts, Cast nodes,
+        calibration method and samples, nodes kept in FP32, whether it runs on ORT CPU itself
+        (else: measured on its emulation), file size, and whether it came from the cache.
+    """
+    import onnx
+    import pandas as pd
+
+    rows = []
+    for label, variant in _variants_dict(variants).items():
+        record = variant.record
+        ops = [n.op_type for n in onnx.load(str(variant.path), load_external_data=False).graph.node]
+        calib = record.get("calibration") or {}
+        tool = record.get("tool") or {}
+        rows.append({
+            "variant": label,
+            "precision": variant.precision,
+            "tool": f"{tool.get('name')} {tool.get('version') or ''}".strip(),
+            "QuantizeLinear": ops.count("QuantizeLinear"),
+            "DequantizeLinear": ops.count("DequantizeLinear"),
+            "Cast": ops.count("Cast"),
+            "calibration": (f"{calib.get('method')} on {calib.get('num_samples')}"
+                            if variant.recipe.needs_calibration and calib else ""),
+            "kept_fp32": ", ".join(sorted(record.get("kept_fp32") or {})),
+            "measured on (ORT CPU)": "variant" if variant.accuracy_on == "variant" else "emulation",
+            "size_kb": round(record["file"]["bytes"] / 1024, 1),
+            "cached": variant.cached,
+        })
+    return pd.DataFrame(rows)
+
+
+def op_changes(model, variants):
+    """Node count per op type in the model and in each variant (only op types that differ).
+
+    Args:
+        model: The original ONNX file (path or LoadedModel).
+        variants: Variants, a list or a label -> variant dict.
+
+    Returns:
+        A DataFrame indexed by op type, a column for the model and one per variant.
+    """
+    import collections
+
+    import onnx
+    import pandas as pd
+
+    path = getattr(model, "path", model)
+    counts = {"original": collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)}
+    for label, variant in _variants_dict(variants).items():
+        graph = onnx.load(str(variant.path), load_external_data=False).graph
+        counts[label] = collections.Counter(n.op_type for n in graph.node)
+    frame = pd.DataFrame(counts).fillna(0).astype(int)
+    frame.index.name = "op type"
+    return frame[frame.nunique(axis=1) > 1].sort_index()
+
+
+def accuracy_table(variants, eval_data, reference, *, progress: bool = False):
+    """Evaluate each variant on labelled data against the FP32 reference, on ORT CPU.
+
+    Each variant runs as :func:`measure_variant` runs it: ``variant.ort_path`` (the variant or
+    its emulation) with ``variant.ort_session_options``.
+
+    Args:
+        variants: Variants, a list or a label -> variant dict.
+        eval_data: An ``.npz`` with the model inputs and ``labels`` (or ``(inputs, labels)``).
+        reference: The FP32 model (path) to compare outputs with.
+        progress: Show a progress bar per evaluation.
+
+    Returns:
+        A DataFrame: top-1, top-5, top-1 agreement with the reference, worst cosine similarity,
+        lowest SQNR (dB), max abs error, and what ran (variant or emulation).
+    """
+    import pandas as pd
+
+    from workbench.analysis.accuracy import evaluate
+
+    rows = []
+    for label, variant in _variants_dict(variants).items():
+        result = evaluate(variant.ort_path, eval_data, reference=reference,
+                          backend_options=variant.ort_session_options or None, progress=progress)
+        rows.append({
+            "variant": label,
+            "top1": result.top1,
+            "top5": result.top5,
+            "top1_agreement": result.top1_agreement,
+            "min_cosine": result.min_cosine,
+            "min_sqnr_db": result.min_sqnr_db,
+            "max_abs_error": max((o.max_abs_error for o in result.outputs.values()), default=None),
+            "ran": variant.accuracy_on,
+        })
+    return pd.DataFrame(rows)

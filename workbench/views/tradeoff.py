@@ -23,10 +23,10 @@ import ipywidgets as widgets
 import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
-from IPython.display import display
 
 from workbench.analysis.results import ResultsTable, filter_frame, pareto_front
 from workbench.views.engine_figures import OTHER_PRECISION_COLORS, PRECISION_COLORS, UNKNOWN
+from workbench.views.output import show_in
 from workbench.workspace import write_atomic
 
 VARIANTS = "variants"  # ``meta`` of the marker traces
@@ -268,6 +268,7 @@ class TradeoffExplorer(widgets.VBox):
         results: A :class:`ResultsTable` (re-read by :meth:`refresh`), a results DataFrame,
             or None for the workspace's table.
         x, y, color, symbol: As :func:`tradeoff_figure`.
+        figure_width: Width of the clickable figure in pixels (a FigureWidget keeps a fixed size).
 
     Attributes:
         frame: All results (unfiltered).
@@ -277,13 +278,15 @@ class TradeoffExplorer(widgets.VBox):
     """
 
     def __init__(self, results: ResultsTable | pd.DataFrame | None = None, *, x: str = "median_ms",
-                 y: str = "top1", color: str | None = "precision", symbol: str | None = "backend"):
+                 y: str = "top1", color: str | None = "precision", symbol: str | None = "backend",
+                 figure_width: int = 960):
         if results is None:
             results = ResultsTable()
         if not isinstance(results, (ResultsTable, pd.DataFrame)):
             raise TypeError(f"expected a ResultsTable or a results DataFrame, got {type(results).__name__}")
         self.table = results if isinstance(results, ResultsTable) else None
         self.x, self.y, self.color, self.symbol = x, y, color, symbol
+        self.figure_width = int(figure_width)
         self.frame = results.frame() if self.table is not None else results.copy()
         _check_frame(self.frame, ["id", x, y, color, symbol])
         self.selected: dict | None = None
@@ -294,7 +297,7 @@ class TradeoffExplorer(widgets.VBox):
         self.model_dropdown = widgets.Dropdown(description="Model")
         self.backend_dropdown = widgets.Dropdown(description="Backend")
         self.precision_dropdown = widgets.Dropdown(description="Precision")
-        self.variant_dropdown = widgets.Dropdown(description="Variant")
+        self.variant_dropdown = widgets.Dropdown(description="Variant", layout={"width": "max-content"})
         self.refresh_button = widgets.Button(description="Reload", icon="refresh",
                                              tooltip="re-read the results file")
         self.status = widgets.HTML()
@@ -388,14 +391,14 @@ class TradeoffExplorer(widgets.VBox):
                 self.figure.data = []
                 self.figure.add_traces(list(fig.data))
                 self.figure.layout = fig.layout
+                # a FigureWidget does not stretch to its tab the way a static figure does
+                self.figure.layout.width = self.figure_width
             for trace in self.figure.data:
                 if trace.meta == VARIANTS:
                     trace.on_click(self._on_click)
         else:
             self.figure = fig
-            self._plot_out.clear_output(wait=True)
-            with self._plot_out:
-                display(fig)
+            show_in(self._plot_out, fig)
         self._fill_variant_menu()
         self._show_details()
 
