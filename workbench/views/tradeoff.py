@@ -297,7 +297,7 @@ class TradeoffExplorer(widgets.VBox):
         self.model_dropdown = widgets.Dropdown(description="Model")
         self.backend_dropdown = widgets.Dropdown(description="Backend")
         self.precision_dropdown = widgets.Dropdown(description="Precision")
-        self.variant_dropdown = widgets.Dropdown(description="Variant", layout={"width": "max-content"})
+        self.variant_dropdown = widgets.Dropdown(description="Variant", layout={"width": "auto", "min_width": "520px"})
         self.refresh_button = widgets.Button(description="Reload", icon="refresh",
                                              tooltip="re-read the results file")
         self.status = widgets.HTML()
