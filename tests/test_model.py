@@ -214,4 +214,19 @@ def test_lab_binds_loopback_with_a_token():
     assert "--ServerApp.ip=127.0.0.1" in argv
     token = [a for a in argv if a.startswith("--IdentityProvider.token=")]
     assert token and len(token[0].split("=", 1)[1]) >= 20
-    assert argv[-1].endswith("00_tour.ipynb")
+    assert any(a.endswith("00_tour.ipynb") for a in argv)
+    # the printed URL carries the same token and port (JupyterLab's log would hide the token)
+    port = [a for a in argv if a.startswith("--ServerApp.port=")][0].split("=", 1)[1]
+    assert data["url"] == f"http://127.0.0.1:{port}/lab/tree/00_tour.ipynb?token={token[0].split('=', 1)[1]}"
+
+
+def test_lab_skips_a_taken_port():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data = json.loads(_cli("lab", "--json", "--port", str(port)).stdout)
+    chosen = int([a for a in data["command"] if a.startswith("--ServerApp.port=")][0].split("=", 1)[1])
+    assert chosen > port and f":{chosen}/" in data["url"]

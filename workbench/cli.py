@@ -99,12 +99,12 @@ def _lab_args(parser):
 
 @command("lab", "start JupyterLab on the notebooks (127.0.0.1, with a token)", _lab_args)
 def cmd_lab(args):
-    from workbench.lab import lab_command, run_lab
+    from workbench.lab import prepare_lab, run_lab
 
-    argv = lab_command(ip=args.ip, port=args.port, open_browser=not args.no_browser, notebook=args.notebook)
+    launch = prepare_lab(ip=args.ip, port=args.port, open_browser=not args.no_browser, notebook=args.notebook)
     if args.json:
-        return {"command": argv}
-    return run_lab(argv)
+        return {"command": launch.argv, "url": launch.url}
+    return run_lab(launch.argv, launch.url)
 
 
 # --- profile and bench ---------------------------------------------------------------------

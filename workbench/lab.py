@@ -4,12 +4,67 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 
 from workbench.samples import REPO_ROOT
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+
+
+@dataclass(frozen=True)
+class LabLaunch:
+    """What ``workbench lab`` runs, and the URL (with its token) to open."""
+
+    argv: list[str]
+    url: str
+
+
+def free_port(ip: str, first: int, tries: int = 50) -> int:
+    """The first port from ``first`` on that nothing listens on at ``ip``.
+
+    Chosen here rather than by JupyterLab's own retries so the URL printed with the token is
+    the one the server really uses (JupyterLab hides a token it did not generate in its log).
+
+    Raises:
+        OSError: No free port among ``tries`` ports.
+    """
+    for port in range(first, first + tries):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((ip, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port from {first} to {first + tries - 1} on {ip}; pass --port with a free one")
+
+
+def prepare_lab(
+    *,
+    ip: str = "127.0.0.1",
+    port: int = 8888,
+    open_browser: bool = True,
+    notebook: str = "00_tour.ipynb",
+    token: str | None = None,
+) -> LabLaunch:
+    """The JupyterLab command line on a free port, and the URL to open (token included).
+
+    Args: as :func:`lab_command`.
+
+    Returns:
+        A :class:`LabLaunch`.
+    """
+    if token is not None and not token:
+        raise ValueError("an empty token would leave JupyterLab open to anyone; give a token or none")
+    token = token or os.environ.get("WORKBENCH_LAB_TOKEN") or secrets.token_urlsafe(24)
+    port = free_port(ip, port)
+    argv = lab_command(ip=ip, port=port, open_browser=open_browser, notebook=notebook, token=token)
+    argv.append("--ServerApp.port_retries=0")
+    host = "127.0.0.1" if ip in ("0.0.0.0", "") else ip  # in a container: the host's mapped port
+    page = f"lab/tree/{notebook}" if (NOTEBOOK_DIR / notebook).is_file() else "lab"
+    return LabLaunch(argv=argv, url=f"http://{host}:{port}/{page}?token={token}")
 
 
 def lab_command(
@@ -24,7 +79,7 @@ def lab_command(
 
     Args:
         ip: Address to listen on; 127.0.0.1 unless inside a container.
-        port: First port to try (JupyterLab tries the next ones if taken).
+        port: Port to listen on (prepare_lab picks a free one).
         open_browser: Open the browser on the notebook.
         notebook: Notebook (in ``notebooks/``) to open first.
         token: Access token; a random one when None. An empty token is refused.
@@ -52,9 +107,16 @@ def lab_command(
     return argv
 
 
-def run_lab(argv: list[str]) -> int:
-    """Run JupyterLab in the foreground until it stops; returns its exit code."""
-    print("Starting JupyterLab; open the URL with the token that it prints below.", file=sys.stderr)
+def run_lab(argv: list[str], url: str | None = None) -> int:
+    """Run JupyterLab in the foreground until it stops; returns its exit code.
+
+    Args:
+        argv: The command (:func:`lab_command`).
+        url: The URL with its token, printed first (JupyterLab's own log hides the token).
+    """
+    if url:
+        print(f"Starting JupyterLab. Open this URL (it holds the access token):\n\n    {url}\n",
+              file=sys.stderr, flush=True)
     try:
         return subprocess.call(argv, cwd=NOTEBOOK_DIR)
     except KeyboardInterrupt:
