@@ -41,6 +41,17 @@ def free_port(ip: str, first: int, tries: int = 50) -> int:
     raise OSError(f"no free port from {first} to {first + tries - 1} on {ip}; pass --port with a free one")
 
 
+def resolve_token(token: str | None = None) -> str:
+    """The access token: the one given, else ``$WORKBENCH_LAB_TOKEN``, else a random one.
+
+    Raises:
+        ValueError: An empty token (it would leave JupyterLab open to anyone).
+    """
+    if token is not None and not token:
+        raise ValueError("an empty token would leave JupyterLab open to anyone; give a token or none")
+    return token or os.environ.get("WORKBENCH_LAB_TOKEN") or secrets.token_urlsafe(24)
+
+
 def prepare_lab(
     *,
     ip: str = "127.0.0.1",
@@ -51,53 +62,39 @@ def prepare_lab(
 ) -> LabLaunch:
     """The JupyterLab command line on a free port, and the URL to open (token included).
 
-    Args: as :func:`lab_command`.
+    Args:
+        ip: Address to listen on; 127.0.0.1 unless inside a container.
+        port: First port to try; the first free one from there is used.
+        open_browser: Open the browser on the notebook.
+        notebook: Notebook (in ``notebooks/``) to open first.
+        token: Access token (see :func:`resolve_token`).
 
     Returns:
         A :class:`LabLaunch`.
     """
-    if token is not None and not token:
-        raise ValueError("an empty token would leave JupyterLab open to anyone; give a token or none")
-    token = token or os.environ.get("WORKBENCH_LAB_TOKEN") or secrets.token_urlsafe(24)
+    token = resolve_token(token)
     port = free_port(ip, port)
     argv = lab_command(ip=ip, port=port, open_browser=open_browser, notebook=notebook, token=token)
-    argv.append("--ServerApp.port_retries=0")
     host = "127.0.0.1" if ip in ("0.0.0.0", "") else ip  # in a container: the host's mapped port
     page = f"lab/tree/{notebook}" if (NOTEBOOK_DIR / notebook).is_file() else "lab"
     return LabLaunch(argv=argv, url=f"http://{host}:{port}/{page}?token={token}")
 
 
-def lab_command(
-    *,
-    ip: str = "127.0.0.1",
-    port: int = 8888,
-    open_browser: bool = True,
-    notebook: str = "00_tour.ipynb",
-    token: str | None = None,
-) -> list[str]:
-    """The JupyterLab command line ``workbench lab`` runs.
-
-    Args:
-        ip: Address to listen on; 127.0.0.1 unless inside a container.
-        port: Port to listen on (prepare_lab picks a free one).
-        open_browser: Open the browser on the notebook.
-        notebook: Notebook (in ``notebooks/``) to open first.
-        token: Access token; a random one when None. An empty token is refused.
+def lab_command(*, ip: str, port: int, open_browser: bool, notebook: str, token: str) -> list[str]:
+    """The JupyterLab command line ``workbench lab`` runs (arguments as :func:`prepare_lab`).
 
     Returns:
-        The argv list.
+        The argv list: bound to ``ip`` and exactly ``port``, guarded by ``token``.
     """
-    if token is not None and not token:
-        raise ValueError("an empty token would leave JupyterLab open to anyone; give a token or none")
-    token = token or os.environ.get("WORKBENCH_LAB_TOKEN") or secrets.token_urlsafe(24)
     argv = [
         sys.executable,
         "-m",
         "jupyterlab",
         f"--ServerApp.ip={ip}",
         f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={NOTEBOOK_DIR}",
-        f"--IdentityProvider.token={token}",
+        f"--IdentityProvider.token={resolve_token(token)}",
         f"--ServerApp.open_browser={open_browser}",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI machines run as root
