@@ -7,6 +7,7 @@ atomically (to a temporary file in the same folder, then renamed into place).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -54,6 +55,29 @@ def write_atomic(path, data: bytes | str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def copy_atomic(source, destination) -> Path:
+    """Copy the file ``source`` to ``destination`` atomically (streamed, so large models are fine).
+
+    Args:
+        source: File to copy.
+        destination: Destination file (its folder is created if missing).
+
+    Returns:
+        The destination path.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, destination)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return destination
 
 
 def unused_path(folder, filename: str) -> Path:

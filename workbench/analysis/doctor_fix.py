@@ -28,6 +28,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from workbench.errors import WorkbenchError
+from workbench.precision.evaluate import top1_accuracy
 
 
 class DoctorError(WorkbenchError, ValueError):
@@ -93,24 +94,6 @@ def quantize_int8(model_path, calib: Mapping[str, np.ndarray], *, recipe=None, c
     return make_variant(str(model_path), changed, data, workspace=workspace, progress=False)
 
 
-def top1(path, inputs: Mapping[str, np.ndarray], labels: np.ndarray, *, options: Mapping | None = None,
-         batch_size: int = 256) -> float:
-    """Top-1 accuracy (fraction) of the model at ``path`` on ONNX Runtime's CPU provider.
-
-    Args:
-        path: The ONNX file.
-        inputs, labels: The evaluation set.
-        options: ``{"graph_optimization_level": ...}`` (a variant's ``ort_session_options``).
-        batch_size: Samples per inference.
-
-    Returns:
-        The fraction of samples whose argmax is the label.
-    """
-    from workbench.precision.evaluate import top1_accuracy
-
-    return float(top1_accuracy(path, inputs, labels, options=options, batch_size=batch_size))
-
-
 @dataclass
 class Evaluation:
     """One full pass over the evaluation set."""
@@ -156,7 +139,7 @@ class Evaluator:
         """Top-1 of the FP32 model (one evaluation, the first time)."""
         if self.fp32_top1 is None:
             started = time.perf_counter()
-            self.fp32_top1 = top1(self.model_path, self.inputs, self.labels)
+            self.fp32_top1 = top1_accuracy(self.model_path, self.inputs, self.labels, batch_size=256)
             self.log.append(Evaluation("fp32", None, self.fp32_top1, time.perf_counter() - started,
                                        str(self.model_path)))
         return self.fp32_top1
@@ -183,7 +166,8 @@ class Evaluator:
             return known
         started = time.perf_counter()
         variant = self.variant(config)
-        value = top1(variant.ort_path, self.inputs, self.labels, options=variant.ort_session_options)
+        value = top1_accuracy(variant.ort_path, self.inputs, self.labels, options=variant.ort_session_options,
+                              batch_size=256)
         self._cache[config] = value
         self.log.append(Evaluation(what, config.to_dict(), value, time.perf_counter() - started, str(variant.path)))
         return value

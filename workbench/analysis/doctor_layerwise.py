@@ -29,9 +29,9 @@ from typing import Mapping
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pandas as pd
 
+from workbench.analysis.accuracy import sqnr_db
 from workbench.analysis.doctor_graph import (
     QuantizedNode,
     add_outputs,
@@ -44,6 +44,7 @@ from workbench.analysis.doctor_graph import (
     quantized_nodes,
     topological_nodes,
 )
+from workbench.precision.evaluate import LEVELS, ort_session
 
 SQNR_CAP_DB = 120.0  # finite stand-in for "identical" when differences are taken
 DEFAULT_SAMPLES = 256
@@ -126,15 +127,6 @@ class PairStats:
             out["channel_sqnr_db"] = float(np.median(finite)) if per.size else math.inf
             out["min_channel_sqnr_db"] = float(np.min(finite)) if per.size else math.inf
         return out
-
-
-def sqnr_db(signal_power: float, noise_power: float) -> float:
-    """``10 log10(signal / noise)``; ``inf`` for no noise, ``-inf`` for no signal but noise."""
-    if noise_power <= 0:
-        return math.inf
-    if signal_power <= 0:
-        return -math.inf
-    return 10.0 * math.log10(signal_power / noise_power)
 
 
 @dataclass
@@ -292,17 +284,6 @@ class LayerwiseResult:
 # The comparison
 
 
-LEVELS = {"disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-          "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-
-
-def _session(model: onnx.ModelProto, level: str = "disable") -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = LEVELS[level]
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-
 def channel_axis_for(op_type: str, *, output: bool = False) -> int:
     """The channel axis of a tensor a node reads (or writes): 1 for Conv-like (NCHW), -1 for MatMul/Gemm."""
     return 1 if op_type in ("Conv", "ConvTranspose", "MaxPool", "AveragePool") else -1
@@ -354,8 +335,9 @@ def layerwise_compare(
     qdq_outputs = [out for m in mapping.values() for out in m["qdq"].values()]
     variant_tensors = {o for n in variant_model.graph.node for o in n.output}
     compared = [t for t in tensors if t in variant_tensors]
-    local_session = _session(add_outputs(local_model, tensors + local_outputs + qdq_outputs))
-    variant_session = _session(add_outputs(variant_model, compared), variant_level)
+    local_session = ort_session(add_outputs(local_model, tensors + local_outputs + qdq_outputs),
+                                {"graph_optimization_level": "disable"})
+    variant_session = ort_session(add_outputs(variant_model, compared), {"graph_optimization_level": variant_level})
     local_names = [o.name for o in local_session.get_outputs()]
     variant_names = [o.name for o in variant_session.get_outputs()]
 

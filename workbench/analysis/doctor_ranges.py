@@ -17,10 +17,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pandas as pd
 
 from workbench.analysis.doctor_graph import add_outputs, quantized_nodes
+from workbench.precision.evaluate import ort_session
 
 HISTOGRAM_BINS = 128
 # Flag thresholds (documented in range_flags).
@@ -29,13 +29,6 @@ KURTOSIS = 20.0
 SATURATION = 1e-3
 UNDERFLOW = 0.5
 WEIGHT_DOMINANCE = 16.0
-
-
-def _session(model: onnx.ModelProto) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
 def activation_statistics(
@@ -61,7 +54,7 @@ def activation_statistics(
     """
     graph_inputs = [t for t in tensors if t in inputs]
     exposed = [t for t in tensors if t not in inputs]
-    session = _session(add_outputs(model, exposed))
+    session = ort_session(add_outputs(model, exposed), {"graph_optimization_level": "disable"})
     total = next(iter(inputs.values())).shape[0]
     stats = {t: {"sample_amax": [], "min": math.inf, "max": -math.inf, "sum": 0.0, "sq": 0.0, "count": 0}
              for t in tensors}

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
 from workbench.errors import WorkbenchError
+from workbench.workspace import copy_atomic, write_atomic
 from workbench.precision.recipe import Recipe
 from workbench.precision.variants import make_variant, sidecar_for
 
@@ -101,15 +99,15 @@ def quantize_command(
     emulation_out = None
     if out_path is not None:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        _copy_atomic(variant.path, out_path)
+        copy_atomic(variant.path, out_path)
         record = dict(variant.record)
         if variant.emulation_path is not None:
             emulation_out = out_path.with_name(out_path.stem + ".ort-emulation.onnx")
-            _copy_atomic(variant.emulation_path, emulation_out)
+            copy_atomic(variant.emulation_path, emulation_out)
             record["emulation"] = {**record["emulation"], "path": emulation_out.name}
         record["file"] = {**record["file"], "path": out_path.name}
         record["copied_from"] = str(variant.path)
-        _write_text_atomic(sidecar_for(out_path), json.dumps(record, indent=2) + "\n")
+        write_atomic(sidecar_for(out_path), json.dumps(record, indent=2) + "\n")
     calibration = variant.record.get("calibration") or {}
     tool_record = variant.record.get("tool") or {}
     return {
@@ -130,20 +128,3 @@ def quantize_command(
         "ort_session_options": variant.ort_session_options,
         "kept_fp32": sorted(variant.record.get("kept_fp32") or {}),
     }
-
-
-def _copy_atomic(source: Path, destination: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(source, tmp)
-        os.replace(tmp, destination)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    from workbench.workspace import write_atomic
-
-    write_atomic(path, text)

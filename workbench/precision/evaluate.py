@@ -22,7 +22,7 @@ def ort_session(path, options: Mapping | None = None) -> ort.InferenceSession:
     """A CPU session for ``path`` with ``{"graph_optimization_level": ...}`` from a variant record.
 
     Args:
-        path: The ONNX file (a variant's ``ort_path``).
+        path: The ONNX file (a variant's ``ort_path``), or an in-memory ``onnx.ModelProto``.
         options: ``Variant.ort_session_options`` (FP8 variants need ``"basic"``: at level 2 and
             above ORT 1.32 drops a Relu that feeds a float8 QuantizeLinear).
 
@@ -33,7 +33,8 @@ def ort_session(path, options: Mapping | None = None) -> ort.InferenceSession:
     so.log_severity_level = 3
     level = (options or {}).get("graph_optimization_level", "all")
     so.graph_optimization_level = LEVELS[level]
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    source = path.SerializeToString() if hasattr(path, "SerializeToString") else str(path)
+    return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
 
 
 def top1_accuracy(
