@@ -467,28 +467,11 @@ def check_engine_explorer(nb: NotebookPage) -> dict:
     assert len(options) > 1, f"{nb.stem}: the engine explorer offers one engine only: {options}"
     other = next(o for o in options if o != current)
     select_option(nb, explorer, "Engine", other)
-    titles_js = f"""([el, before]) => {{
-          const figs = ({FIGURES_JS})(el).filter(f => f.visible);
-          return figs.length > 0 && figs.every(f => f.drawn > 0)
-            && JSON.stringify(figs.map(f => f.title)) !== JSON.stringify(before);
-        }}"""
-    try:
-        page.wait_for_function(titles_js, arg=[explorer.element_handle(), [f["title"] for f in timing]], timeout=UPDATE_TIMEOUT_S * 1000)
-    except sync_api.TimeoutError:
-        raise AssertionError(f"{nb.stem}: picking engine {other!r} did not change the figures shown") from None
-    nb.settle()
-    switched = visible_figures(nb, explorer)
-    assert_figures_drew(nb, switched, f"engine explorer ({other})")
+    switched = _wait_titles_change(nb, explorer, [f["title"] for f in timing], f"picking engine {other!r}")
     nb.screenshot("engine", element=explorer)
 
     explorer.locator(".lm-TabBar-tab", has_text=re.compile("^Compare$")).first.click()
-    try:
-        page.wait_for_function(titles_js, arg=[explorer.element_handle(), [f["title"] for f in switched]], timeout=UPDATE_TIMEOUT_S * 1000)
-    except sync_api.TimeoutError:
-        raise AssertionError(f"{nb.stem}: the Compare tab shows no comparison figure") from None
-    nb.settle()
-    compare = visible_figures(nb, explorer)
-    assert_figures_drew(nb, compare, "engine explorer Compare tab")
+    compare = _wait_titles_change(nb, explorer, switched, "opening the Compare tab")
     for label in ("A", "B"):
         assert explorer.locator(".widget-dropdown label.widget-label", has_text=re.compile(f"^{label}$")).first.is_visible(), (
             f"{nb.stem}: the Compare tab has no {label} dropdown"
@@ -496,8 +479,8 @@ def check_engine_explorer(nb: NotebookPage) -> dict:
     nb.screenshot("compare", element=explorer)
     return {
         "timing": [f["title"] for f in timing],
-        "after_engine_switch": [f["title"] for f in switched],
-        "compare": [f["title"] for f in compare],
+        "after_engine_switch": switched,
+        "compare": compare,
     }
 
 
