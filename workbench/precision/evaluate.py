@@ -8,6 +8,7 @@ from typing import Mapping
 import numpy as np
 import onnxruntime as ort
 
+from workbench.analysis.accuracy import evaluate
 from workbench.datasets.arrays import load_npz
 
 LEVELS = {
@@ -57,14 +58,9 @@ def top1_accuracy(
     Returns:
         Top-1 accuracy in [0, 1].
     """
-    session = ort_session(path, options)
-    total = len(labels)
-    correct = 0
-    for start in range(0, total, batch_size):
-        feed = {k: v[start:start + batch_size] for k, v in inputs.items()}
-        logits = session.run(None, feed)[0]
-        correct += int((logits.argmax(axis=-1) == labels[start:start + batch_size]).sum())
-    return correct / total
+    result = evaluate(path, (inputs, labels), backend_options=dict(options or {}), batch_size=batch_size,
+                      top_k=(1,))
+    return float(result.top1)
 
 
 def evaluate_variant(variant, data, *, batch_size: int = 128) -> dict:
