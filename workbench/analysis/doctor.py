@@ -70,6 +70,7 @@ JSON_FORMAT = "trt-workbench.doctor/1"
 
 
 def _load_arrays(data, input_names: Sequence[str], what: str, *, need_labels: bool):
+    from workbench.analysis.accuracy import check_labels
     from workbench.datasets.arrays import check_inputs, load_npz
 
     if isinstance(data, Mapping):
@@ -88,10 +89,7 @@ def _load_arrays(data, input_names: Sequence[str], what: str, *, need_labels: bo
         if labels is None:
             raise DoctorError(f"{what} data has no 'labels' array; top-1 accuracy needs one integer label per sample "
                               "(numpy.savez(path, input=..., labels=...)).")
-        labels = np.asarray(labels).reshape(-1)
-        count = next(iter(inputs.values())).shape[0]
-        if labels.shape[0] != count:
-            raise DoctorError(f"{what} data has {labels.shape[0]} labels for {count} samples; give one label per sample.")
+        labels = check_labels(labels, next(iter(inputs.values())).shape[0], source=f"{what} data")
     return inputs, labels
 
 
