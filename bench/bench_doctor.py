@@ -2,11 +2,11 @@
 
 For each case (a model whose naive INT8 variant loses more than the target) this runs:
 
-- **doctor**: :func:`workbench.analysis.doctor.diagnose` without latency measurement: two
+- **doctor**: :func:`workbench.doctor.diagnose.diagnose` without latency measurement: two
   evaluations (FP32, naive INT8), one layerwise pass on 256 evaluation samples, the range and
   calibration checks, then calibration alternatives only where the evidence points at one and
   galloping + bisection + pruning over the layerwise ranking;
-- **one at a time**: the brute-force baseline (:func:`workbench.analysis.doctor_fix.one_at_a_time`):
+- **one at a time**: the brute-force baseline (:func:`workbench.doctor.fix.one_at_a_time`):
   FP32 and naive INT8, then every quantized node excluded alone (one evaluation each), then the
   nodes added greedily, best first, until the target holds.
 
@@ -39,10 +39,10 @@ import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from workbench.analysis.doctor import diagnose  # noqa: E402
-from workbench.analysis.doctor_fix import Config, Evaluator, one_at_a_time  # noqa: E402
-from workbench.analysis.doctor_graph import quantized_nodes  # noqa: E402
-from workbench.analysis.doctor_teaching import make_teaching_case  # noqa: E402
+from workbench.doctor.diagnose import diagnose  # noqa: E402
+from workbench.doctor.fix import Config, Evaluator, one_at_a_time  # noqa: E402
+from workbench.doctor.graph import quantized_nodes  # noqa: E402
+from workbench.doctor.teaching import make_teaching_case  # noqa: E402
 from workbench.samples import REPO_ROOT, sample_data_path, sample_path  # noqa: E402
 from workbench.workspace import write_atomic  # noqa: E402
 

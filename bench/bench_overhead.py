@@ -26,7 +26,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from workbench.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend  # noqa: E402
 from workbench.workspace import write_atomic  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_models" / "digits_cnn.onnx"

@@ -4,7 +4,7 @@ For each sample model this makes (or reuses) the variants FP32, FP16, BF16, INT8
 entropy and percentile calibration on 256 samples, INT8 minmax on 32 samples, and INT8 entropy
 with TensorRT's 2048 histogram bins on 256 samples (ONNX Runtime's entropy default of 128 bins
 searched with 128 quantized bins can only pick the full range, so it equals minmax), then measures
-with :func:`workbench.precision.sweep.measure_variants`:
+with :func:`workbench.workflows.sweep.measure_variants`:
 
 - top-1 on the 360-sample eval split, and the lowest SQNR against FP32 (dB);
 - median latency (ms) of ``session.run`` on ONNX Runtime's CPU provider at batch 1 and 32, one
@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from workbench.precision import Recipe  # noqa: E402
-from workbench.precision.sweep import measure_variants, rows_frame  # noqa: E402
+from workbench.workflows.sweep import measure_variants, rows_frame  # noqa: E402
 from workbench.samples import sample_data_path, sample_path  # noqa: E402
 from workbench.workspace import write_atomic  # noqa: E402
 

@@ -23,7 +23,7 @@ from workbench.analysis.accuracy import (
     sqnr_db,
     topk_hits,
 )
-from workbench.backends.onnxruntime_backend import OnnxRuntimeBackend
+from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
 from workbench.datasets.arrays import InputDataError
 from workbench.model import load_model
 from workbench.samples import sample_data_path, sample_path

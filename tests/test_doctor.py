@@ -15,12 +15,12 @@ import onnx
 import pandas as pd
 import pytest
 
-from workbench.analysis.doctor import diagnose, results_rows
-from workbench.analysis.doctor_fix import Config, DoctorError, Evaluator, one_at_a_time, search_exclusions
-from workbench.analysis.doctor_graph import topological_nodes
-from workbench.analysis.doctor_layerwise import layerwise_compare, ort_weight_errors
-from workbench.analysis.doctor_ranges import activation_statistics, calib_vs_eval, calibration_outliers
-from workbench.analysis.doctor_trt import join_layer_errors
+from workbench.doctor.diagnose import diagnose, results_rows
+from workbench.doctor.fix import Config, DoctorError, Evaluator, one_at_a_time, search_exclusions
+from workbench.doctor.graph import topological_nodes
+from workbench.doctor.layerwise import layerwise_compare, ort_weight_errors
+from workbench.doctor.ranges import activation_statistics, calib_vs_eval, calibration_outliers
+from workbench.doctor.engine_join import join_layer_errors
 from workbench.cli import main
 from workbench.datasets.arrays import load_npz
 from workbench.samples import REPO_ROOT, sample_data_path, sample_path
@@ -311,7 +311,7 @@ def test_join_real_tensorrt_layer_table():
 
 
 def test_join_onnxruntime_profile_with_layerwise_errors(transformer):
-    from workbench.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
 
     engine = OnnxRuntimeBackend().build(transformer.variants["naive"], {})
     table = engine.profile({"input": np.load(sample_data_path("digits_transformer", "eval"))["input"][:16]},

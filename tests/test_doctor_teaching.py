@@ -6,8 +6,8 @@ import numpy as np
 import onnx
 import pytest
 
-from workbench.analysis.doctor import diagnose
-from workbench.analysis.doctor_teaching import (
+from workbench.doctor.diagnose import diagnose
+from workbench.doctor.teaching import (
     TeachingCaseError,
     make_teaching_case,
     max_output_difference,

@@ -15,8 +15,8 @@ import pytest
 
 from workbench.analysis.compare import compare_engines
 from workbench.analysis.fusion import FOLDED, graph_nodes, node_edges
-from workbench.backends.onnxruntime_backend import OnnxRuntimeBackend
-from workbench.backends.trt_json import import_trt
+from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
+from workbench.backends.tensorrt.trt_json import import_trt
 from workbench.model import load_model
 from workbench.views.engine_figures import (
     NODE_MARKERS,

@@ -33,8 +33,8 @@ from workbench.analysis.fusion import (
     node_to_layer,
     nodes_between,
 )
-from workbench.backends.onnxruntime_backend import OnnxRuntimeBackend
-from workbench.backends.trt_json import import_trt
+from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
+from workbench.backends.tensorrt.trt_json import import_trt
 from workbench.model import load_model
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "trt"

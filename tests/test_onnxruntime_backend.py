@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from workbench.backends.base import BackendUnavailable
-from workbench.backends.onnxruntime_backend import (
+from workbench.backends.onnxruntime.engine import (
     LEVELS,
     OnnxRuntimeBackend,
     OnnxRuntimeEngine,

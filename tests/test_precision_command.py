@@ -7,7 +7,7 @@ import json
 import onnx
 import pytest
 
-from workbench.precision.command import OutputExistsError, quantize_command
+from workbench.workflows.quantize import OutputExistsError, quantize_command
 from workbench.samples import sample_data_path, sample_path
 
 

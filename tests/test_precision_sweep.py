@@ -8,11 +8,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from workbench.analysis.results import ResultsTable
+from workbench.tables.results import ResultsTable
 from workbench.backends import tensorrt_status
 from workbench.datasets.calibration_sets import from_npz, load_calibration_set
 from workbench.precision import Recipe, make_variant
-from workbench.precision.sweep import (
+from workbench.workflows.sweep import (
     SweepError,
     accuracy_table,
     describe_variants,

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from workbench.analysis.accuracy import evaluate
-from workbench.analysis.results import (
+from workbench.tables.results import (
     COLUMNS,
     RESULTS_FILE,
     ResultsError,
@@ -24,7 +24,7 @@ from workbench.analysis.results import (
     recipe_label,
     tool_versions,
 )
-from workbench.backends.onnxruntime_backend import OnnxRuntimeBackend
+from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
 from workbench.samples import sample_data_path, sample_path
 
 

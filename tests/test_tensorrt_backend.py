@@ -1,4 +1,4 @@
-"""Tests of the TensorRT backend (workbench.backends.trt_build and .tensorrt_backend).
+"""Tests of the TensorRT backend (workbench.backends.tensorrt.build and .tensorrt_backend).
 
 TensorRT and CUDA cannot be installed on the CPU-only machines these tests run on, and there is
 no fake ``tensorrt`` module. The TensorRT-facing layer is thin; everything it relies on is a
@@ -29,7 +29,7 @@ from onnx import helper
 
 from workbench.backends import BackendUnavailable, get_backend, tensorrt_status
 from workbench.backends.base import BenchmarkResult
-from workbench.backends.tensorrt_backend import (
+from workbench.backends.tensorrt.runtime import (
     InputShapeError,
     LayerTimeRecorder,
     as_live_table,
@@ -41,7 +41,7 @@ from workbench.backends.tensorrt_backend import (
     summarize_trace,
     trace_record,
 )
-from workbench.backends.trt_build import (
+from workbench.backends.tensorrt.build import (
     TRTEXEC_ECHO,
     TRTEXEC_NOT_ECHOED,
     BuildLog,
@@ -53,7 +53,7 @@ from workbench.backends.trt_build import (
     ParserErrorInfo,
     Platform,
     ProgressEvent,
-    RecipeError,
+    BuildRecipeError,
     ShapeRange,
     TqdmProgressBars,
     cache_key,
@@ -84,8 +84,8 @@ from workbench.backends.trt_build import (
     trtexec_command,
     trtexec_echo,
 )
-from workbench.backends.trt_json import check_profile, import_trt, summarize_times
-from workbench.backends.trtexec_log import parse_trtexec_log, split_log_line
+from workbench.backends.tensorrt.trt_json import check_profile, import_trt, summarize_times
+from workbench.backends.tensorrt.trtexec_log import parse_trtexec_log, split_log_line
 from workbench.samples import sample_data_path, sample_path
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "trt"
@@ -130,7 +130,7 @@ def test_modules_import_without_tensorrt_or_pycuda():
     # A fresh interpreter where importing tensorrt or pycuda fails, as on a machine without them.
     code = (
         "import sys; sys.modules['tensorrt'] = None; sys.modules['pycuda'] = None\n"
-        "import workbench.backends.tensorrt_backend as b, workbench.backends.trt_build as t\n"
+        "import workbench.backends.tensorrt.runtime as b, workbench.backends.tensorrt.build as t\n"
         "assert 'tensorrt' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
         "print(len(b.TRT_NAMES_USED))\n"
     )
@@ -153,8 +153,8 @@ def test_get_backend_tensorrt_here():
 
 
 def test_build_and_load_say_why_without_tensorrt(tmp_path):
-    from workbench.backends.tensorrt_backend import load_engine
-    from workbench.backends.trt_build import build_engine
+    from workbench.backends.tensorrt.runtime import load_engine
+    from workbench.backends.tensorrt.build import build_engine
 
     status = tensorrt_status()
     if status is None:
@@ -192,22 +192,22 @@ def test_recipe_from_file_and_mapping(tmp_path):
 
 
 def test_recipe_errors_name_the_fix(tmp_path):
-    with pytest.raises(RecipeError, match="preset"):
+    with pytest.raises(BuildRecipeError, match="preset"):
         load_recipe("turbo")
-    with pytest.raises(RecipeError, match="Precision is not a build option"):
+    with pytest.raises(BuildRecipeError, match="Precision is not a build option"):
         load_recipe({"fp16": True})
-    with pytest.raises(RecipeError, match="0-5"):
+    with pytest.raises(BuildRecipeError, match="0-5"):
         load_recipe({"optimization_level": 7})
-    with pytest.raises(RecipeError, match="workspace_mib"):
+    with pytest.raises(BuildRecipeError, match="workspace_mib"):
         load_recipe({"workspace_mib": 0})
-    with pytest.raises(RecipeError, match="true or false"):
+    with pytest.raises(BuildRecipeError, match="true or false"):
         load_recipe({"tf32": "no"})
-    with pytest.raises(RecipeError, match="numbers"):
+    with pytest.raises(BuildRecipeError, match="numbers"):
         load_recipe({"max_batch": "many"})
     assert load_recipe({"optimization_level": "5", "workspace_mib": "512"}).key_dict()["workspace_mib"] == 512.0
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(RecipeError, match="not JSON"):
+    with pytest.raises(BuildRecipeError, match="not JSON"):
         load_recipe(str(bad))
 
 
@@ -252,18 +252,18 @@ def test_profile_opt_from_real_data():
 
 
 def test_profile_rejects_data_that_does_not_fit():
-    with pytest.raises(RecipeError, match="fixes it at 8"):
+    with pytest.raises(BuildRecipeError, match="fixes it at 8"):
         choose_profile(digits_inputs(), data_shapes={"input": (4, 1, 8, 9)})
-    with pytest.raises(RecipeError, match="rank 3"):
+    with pytest.raises(BuildRecipeError, match="rank 3"):
         choose_profile(digits_inputs(), data_shapes={"input": (4, 8, 8)})
-    with pytest.raises(RecipeError, match="not model inputs"):
+    with pytest.raises(BuildRecipeError, match="not model inputs"):
         choose_profile(digits_inputs(), overrides={"image": {"opt": [1, 1, 8, 8]}})
 
 
 def test_profile_non_batch_dynamic_dims_need_data_or_shapes():
     # A sequence model input: batch and sequence length both dynamic.
     specs = [{"name": "tokens", "dtype": "int64", "shape": ["batch", "sequence"]}]
-    with pytest.raises(RecipeError, match="dimension 1 \\('sequence'\\)"):
+    with pytest.raises(BuildRecipeError, match="dimension 1 \\('sequence'\\)"):
         choose_profile(specs)
     profile = choose_profile(specs, data_shapes={"tokens": (4, 128)})
     assert profile["tokens"] == ShapeRange((1, 128), (4, 128), (32, 128))
@@ -283,7 +283,7 @@ def test_profile_overrides_are_checked():
         ({"opt": [4, 1, 8]}, "rank 3"),
         ({"max": [4, 1, 8, 8]}, "at least 'opt'"),
     ]:
-        with pytest.raises(RecipeError, match=message):
+        with pytest.raises(BuildRecipeError, match=message):
             choose_profile(specs, overrides={"input": override})
 
 
@@ -507,7 +507,7 @@ def test_plan_to_dict_is_json(digits_plan):
 
 
 def test_build_command_plans_from_real_data_without_tensorrt(tmp_path):
-    from workbench.backends.trt_build import build_command
+    from workbench.backends.tensorrt.build import build_command
 
     eval_split = sample_data_path("digits_cnn", "eval")
     result = build_command(sample_path("digits_cnn"), "max-perf", data=eval_split, batch=16, plan_only=True)
@@ -925,8 +925,8 @@ def isolated_workspace(tmp_path, monkeypatch):
 
 @needs_gpu
 def test_gpu_build_run_matches_onnxruntime(isolated_workspace):
-    from workbench.backends.tensorrt_backend import load_engine
-    from workbench.backends.trt_build import build_engine
+    from workbench.backends.tensorrt.runtime import load_engine
+    from workbench.backends.tensorrt.build import build_engine
 
     data = np.load(sample_data_path("digits_cnn", "eval"))["input"][:16]
     events = []
@@ -962,8 +962,8 @@ def test_gpu_benchmark_layers_and_profile(isolated_workspace):
 
 @needs_gpu
 def test_gpu_refuses_engine_with_foreign_metadata(isolated_workspace):
-    from workbench.backends.tensorrt_backend import load_engine
-    from workbench.backends.trt_build import build_engine
+    from workbench.backends.tensorrt.runtime import load_engine
+    from workbench.backends.tensorrt.build import build_engine
 
     result = build_engine(sample_path("digits_cnn"), "fast-build")
     metadata = result.location.read_metadata()
@@ -975,7 +975,7 @@ def test_gpu_refuses_engine_with_foreign_metadata(isolated_workspace):
 
 @needs_gpu
 def test_gpu_parser_errors_are_reported_per_node(isolated_workspace, tmp_path):
-    from workbench.backends.trt_build import TensorRTBuildError, build_engine
+    from workbench.backends.tensorrt.build import TensorRTBuildError, build_engine
 
     # An operator no TensorRT knows, from a custom domain with no plugin registered for it.
     node = helper.make_node("MadeUpOp", ["x"], ["y"], name="made_up", domain="com.example")

@@ -11,8 +11,8 @@ import plotly.graph_objects as go
 import pytest
 
 from workbench.analysis.accuracy import evaluate
-from workbench.analysis.results import ResultsTable, make_row, pareto_front
-from workbench.backends.onnxruntime_backend import OnnxRuntimeBackend
+from workbench.tables.results import ResultsTable, make_row, pareto_front
+from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
 from workbench.samples import sample_data_path, sample_path
 from workbench.views import tradeoff
 from workbench.views.tradeoff import (

@@ -1,4 +1,4 @@
-"""Tests of workbench.backends.trt_json against real TensorRT outputs.
+"""Tests of workbench.backends.tensorrt.trt_json against real TensorRT outputs.
 
 The fixtures in ../shared/fixtures/trt/ were written by real TensorRT 8.x runs (see its
 README). No real TensorRT 10/11 file exists there, so the tests of ``Metadata`` (10+) and of
@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench.analysis.engine_table import LAYER_COLUMNS, PROFILE_COLUMNS
-from workbench.backends.trt_json import (
+from workbench.tables.engine_table import LAYER_COLUMNS, PROFILE_COLUMNS
+from workbench.backends.tensorrt.trt_json import (
     TrtJsonError,
     format_without_dtype,
     import_trt,

@@ -1,4 +1,4 @@
-"""Tests of workbench.backends.trtexec_log.
+"""Tests of workbench.backends.tensorrt.trtexec_log.
 
 The one real log (../shared/fixtures/trt/yolo-int8-trtexec-8.5/trt.out, TensorRT 8.5.2, 2 MB
 verbose) has NO performance summary: it ran ``--dumpProfile`` without
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench.backends.trtexec_log import parse_statistics, parse_trtexec_log, version_from_tag
+from workbench.backends.tensorrt.trtexec_log import parse_statistics, parse_trtexec_log, version_from_tag
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "trt"
 YOLO_LOG = FIXTURES / "yolo-int8-trtexec-8.5" / "trt.out"

@@ -10,7 +10,7 @@ TensorRT backend is asked for, so ``import workbench`` works on any machine.
 
 from __future__ import annotations
 
-import importlib
+from workbench._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -25,28 +25,15 @@ _EXPORTS = {
     "sample_path": "workbench.samples",
     "sample_data_path": "workbench.samples",
     "workspace_dir": "workbench.workspace",
-    "import_trt": "workbench.backends.trt_json",
+    "import_trt": "workbench.backends.tensorrt.trt_json",
     "get_backend": "workbench.backends",
     "ModelPicker": "workbench.views.model_picker",
     "netron_view": "workbench.views.netron_view",
     "evaluate": "workbench.analysis.accuracy",
-    "ResultsTable": "workbench.analysis.results",
+    "ResultsTable": "workbench.tables.results",
     "Recipe": "workbench.precision.recipe",
     "make_variant": "workbench.precision.variants",
-    "diagnose": "workbench.analysis.doctor",
+    "diagnose": "workbench.doctor.diagnose",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'workbench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -14,7 +14,19 @@ import os
 import sys
 from typing import Callable
 
+from workbench.backends import BackendUnavailable, get_backend, tensorrt_status
+from workbench.backends.tensorrt.trt_json import import_trt
+from workbench.datasets.arrays import load_npz, synthetic_inputs, take_batch
 from workbench.errors import WorkbenchError
+from workbench.lab import prepare_lab, run_lab
+from workbench.model import load_model
+from workbench.model.summary import format_shape
+from workbench.tables.engine_table import table_records, table_totals
+from workbench.workflows.bench import bench_engine
+from workbench.workflows.build import build_command
+from workbench.workflows.doctor import doctor_command
+from workbench.workflows.evaluate import evaluate_command
+from workbench.workflows.quantize import quantize_command
 
 log = logging.getLogger("workbench")
 
@@ -69,8 +81,6 @@ def _inspect_args(parser):
     _inspect_args,
 )
 def cmd_inspect(args):
-    from workbench.model import load_model
-    from workbench.model.summary import format_shape
 
     model = load_model(args.model, allow_unknown_domains=args.allow_unknown_domains)
     summary = model.summary
@@ -99,7 +109,6 @@ def _lab_args(parser):
 
 @command("lab", "start JupyterLab on the notebooks (127.0.0.1, with a token)", _lab_args)
 def cmd_lab(args):
-    from workbench.lab import prepare_lab, run_lab
 
     launch = prepare_lab(ip=args.ip, port=args.port, open_browser=not args.no_browser, notebook=args.notebook)
     if args.json:
@@ -124,9 +133,6 @@ def _model_input_args(parser, *, model_required: bool):
 
 def _engine_and_inputs(args):
     """Build the engine the arguments ask for and the inputs to feed it."""
-    from workbench.backends import get_backend
-    from workbench.datasets.arrays import load_npz, synthetic_inputs, take_batch
-    from workbench.model import load_model
 
     model = load_model(args.model)
     backend = get_backend(args.backend)
@@ -157,10 +163,8 @@ def _profile_args(parser):
     _profile_args,
 )
 def cmd_profile(args):
-    from workbench.analysis.engine_table import table_records, table_totals
 
     if args.trt_layers:
-        from workbench.backends.trt_json import import_trt
 
         table = import_trt(args.trt_layers, args.trt_profile, args.trt_times)
         source = {"trt_layers": args.trt_layers, "trt_profile": args.trt_profile, "trt_times": args.trt_times}
@@ -207,12 +211,10 @@ def _bench_args(parser):
 )
 def cmd_bench(args):
     if args.backend == "tensorrt":  # MODEL is an engine file built by `workbench build`/trtexec
-        from workbench.backends import BackendUnavailable, tensorrt_status
 
         problem = tensorrt_status()
         if problem:
             raise BackendUnavailable(problem)
-        from workbench.backends.tensorrt_backend import bench_engine
 
         return _print_bench(args, bench_engine(
             args.model, data=args.data, batch=args.batch, iterations=args.iterations,
@@ -251,7 +253,6 @@ def _build_args(parser):
 
 @command("build", "build a TensorRT engine (strongly typed) and print the equivalent trtexec command", _build_args)
 def cmd_build(args):
-    from workbench.backends.trt_build import build_command
 
     result = build_command(
         args.model, args.recipe, batch=args.batch, data=args.data, rebuild=args.rebuild,
@@ -279,7 +280,6 @@ def _evaluate_args(parser):
 
 @command("evaluate", "top-1/top-5 against labels and output agreement with an FP32 reference", _evaluate_args)
 def cmd_evaluate(args):
-    from workbench.analysis.accuracy import evaluate_command
 
     result = evaluate_command(args.model, args.data, args.reference, batch_size=args.batch, limit=args.limit)
     if args.json:
@@ -317,7 +317,6 @@ def _quantize_args(parser):
 
 @command("quantize", "make a precision variant (FP16/BF16 casts or INT8/FP8 Q/DQ) of an ONNX model", _quantize_args)
 def cmd_quantize(args):
-    from workbench.precision.command import quantize_command
 
     result = quantize_command(
         args.model, args.precision, calib=args.calib, method=args.method, exclude=args.exclude,
@@ -356,7 +355,6 @@ def _doctor_args(parser):
 
 @command("doctor", "find which layers lose INT8 accuracy, why, and the smallest mixed-precision fix", _doctor_args)
 def cmd_doctor(args):
-    from workbench.analysis.doctor import doctor_command
 
     if args.layerwise_samples < 1:
         raise WorkbenchError(f"--layerwise-samples must be at least 1, got {args.layerwise_samples}.")

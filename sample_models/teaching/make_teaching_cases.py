@@ -3,7 +3,7 @@
 
 Each case multiplies one output channel of a Conv (and the BatchNormalization after it) by a
 factor and divides the matching input channel of the next weighted node by it
-(:func:`workbench.analysis.doctor_teaching.make_teaching_case`). The FP32 outputs do not change
+(:func:`workbench.doctor.teaching.make_teaching_case`). The FP32 outputs do not change
 (checked here on the evaluation set); the INT8 variant collapses, and the two nodes involved are
 the known answer (stored in each model's ``metadata_props`` under ``workbench.teaching_case``).
 
@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
 
-from workbench.analysis.doctor_teaching import make_teaching_case, max_output_difference, teaching_answer  # noqa: E402
+from workbench.doctor.teaching import make_teaching_case, max_output_difference, teaching_answer  # noqa: E402
 
 SOURCE = REPO / "sample_models" / "digits_cnn.onnx"
 EVAL = REPO / "sample_models" / "digits_cnn.eval.npz"

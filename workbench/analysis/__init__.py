@@ -1,0 +1,20 @@
+"""Analysis: measurements of models and engines (accuracy, fusion, engine comparison); it never
+orchestrates (the loops live in :mod:`workbench.workflows`)."""
+
+from __future__ import annotations
+
+from workbench._lazy import lazy_exports
+
+_EXPORTS = {
+    "evaluate": "workbench.analysis.accuracy",
+    "EvaluationResult": "workbench.analysis.accuracy",
+    "EvaluationError": "workbench.analysis.accuracy",
+    "top1_accuracy": "workbench.analysis.accuracy",
+    "sqnr_db": "workbench.analysis.accuracy",
+    "fusion_summary": "workbench.analysis.fusion",
+    "node_to_layer": "workbench.analysis.fusion",
+    "compare_engines": "workbench.analysis.compare",
+    "compare_totals": "workbench.analysis.compare",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

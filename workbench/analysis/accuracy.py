@@ -31,9 +31,10 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import onnx
 
-from workbench.analysis.results import tool_versions
-from workbench.datasets.arrays import InputDataError, check_inputs, load_npz
+from workbench.backends import get_backend
+from workbench.datasets.arrays import InputDataError, load_labelled
 from workbench.errors import WorkbenchError
+from workbench.tables.results import tool_versions
 
 # Error statistics whose per-batch values can be combined exactly into whole-data-set values.
 CHECK_ERROR_STATS = ("elemwise", "max", "mean")
@@ -281,9 +282,8 @@ def evaluate(
     runner = as_engine(variant, backend, backend_options, what="variant")
     ref_runner = None if reference is None else as_engine(reference, backend, backend_options,
                                                           what="reference")
-    inputs, labels, source = load_dataset(dataset, engine_input_names(runner), limit=limit)
+    inputs, labels, source = load_labelled(dataset, engine_input_names(runner), limit=limit)
     samples = next(iter(inputs.values())).shape[0]
-    labels = check_labels(labels, samples, source)
     shapes = engine_input_shapes(runner)
     check_input_shapes(inputs, shapes, source, what="variant")
     if ref_runner is not None:
@@ -318,43 +318,6 @@ def evaluate(
         has_labels=labels is not None,
         versions=tool_versions(),
     )
-
-
-def evaluate_command(
-    model,
-    data,
-    reference=None,
-    *,
-    batch_size: int = 64,
-    backend: str = "onnxruntime",
-    limit: int | None = None,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
-) -> dict:
-    """``workbench evaluate MODEL --data DATA.npz [--reference FP32.onnx] --json``.
-
-    Args:
-        model: Path of the model (variant) to evaluate.
-        data: Path of the ``.npz`` data (model inputs, optional ``labels``).
-        reference: Path of the model to compare outputs with, or None.
-        batch_size: Samples per inference.
-        backend: Backend name.
-        limit: Evaluate only the first ``limit`` samples.
-        atol, rtol: Tolerances of the per-output ``passed`` verdict.
-
-    Returns:
-        :meth:`EvaluationResult.to_dict`: strict-JSON values; ``top1``/``top5`` when the data
-        has labels, ``outputs`` per output name when a reference is given.
-
-    Raises:
-        InputDataError, EvaluationError, ModelLoadError: Bad input (exit code 2 in the CLI).
-    """
-    for label, path in (("model", model), ("reference", reference)):
-        if path is not None and not Path(path).expanduser().is_file():
-            raise EvaluationError(f"{path}: no such {label} file. Give the path of an .onnx file.")
-    result = evaluate(model, data, reference, backend=backend, batch_size=batch_size,
-                      limit=limit, atol=atol, rtol=rtol)
-    return result.to_dict()
 
 
 # --------------------------------------------------------------------------------------------
@@ -413,7 +376,6 @@ def as_engine(model, backend="onnxruntime", options: Mapping[str, Any] | None = 
             "onnx.ModelProto, a LoadedModel, or an engine with run(inputs) -> dict"
         )
     if isinstance(backend, str):
-        from workbench.backends import get_backend
 
         backend = get_backend(backend)
     try:
@@ -466,86 +428,6 @@ def engine_output_names(engine, outputs: Mapping[str, np.ndarray]) -> list[str]:
     """The engine's outputs in its own order (``output_names``), else the order returned."""
     names = getattr(engine, "output_names", None)
     return [n for n in names if n in outputs] if names else list(outputs)
-
-
-def load_dataset(dataset, input_names: Sequence[str] | None = None, *, limit: int | None = None
-                 ) -> tuple[dict[str, np.ndarray], np.ndarray | None, str]:
-    """Read the data set argument of :func:`evaluate`.
-
-    Args:
-        dataset: An ``.npz`` path, or ``(inputs mapping, labels or None)``.
-        input_names: The model's inputs; each must be present. Other arrays are ignored.
-        limit: Keep only the first ``limit`` samples.
-
-    Returns:
-        ``(inputs, labels, source)`` with ``source`` the path or ``"arrays"``.
-
-    Raises:
-        InputDataError: A missing input, empty or mismatched arrays, NaN/Inf.
-    """
-    if isinstance(dataset, (str, os.PathLike)):
-        inputs, labels = load_npz(dataset, input_names, limit=limit)
-        return inputs, labels, str(dataset)
-    if not (isinstance(dataset, (tuple, list)) and len(dataset) == 2
-            and isinstance(dataset[0], Mapping)):
-        raise InputDataError(
-            f"dataset must be an .npz path or (inputs, labels) with inputs a dict of input name "
-            f"-> array; got {type(dataset).__name__}"
-        )
-    arrays, labels = dataset
-    names = list(input_names) if input_names is not None else sorted(arrays)
-    missing = [n for n in names if n not in arrays]
-    if missing:
-        raise InputDataError(
-            f"the data has no array for model input(s) {missing}; it holds {sorted(arrays)}. "
-            "Key each array by the model input it feeds."
-        )
-    inputs = {n: np.asarray(arrays[n]) for n in names}
-    labels = None if labels is None else np.asarray(labels)
-    if limit is not None:
-        inputs = {n: a[:limit] for n, a in inputs.items()}
-        labels = None if labels is None else labels[:limit]
-    check_inputs(inputs, source="arrays")
-    return inputs, labels, "arrays"
-
-
-def check_labels(labels, samples: int, source: str = "data") -> np.ndarray | None:
-    """Validate labels: ``[N]`` integer classes, or ``[N, C]`` one-hot (argmax is taken).
-
-    Args:
-        labels: The labels, or None.
-        samples: Number of samples the inputs hold.
-        source: Where they came from, for messages.
-
-    Returns:
-        ``[N]`` int64 class indices, or None.
-
-    Raises:
-        InputDataError: Wrong count, rank, non-integer or negative classes.
-    """
-    if labels is None:
-        return None
-    labels = np.asarray(labels)
-    if labels.ndim == 2:
-        labels = labels.argmax(axis=1)
-    if labels.ndim != 1:
-        raise InputDataError(
-            f"{source}: labels have shape {list(labels.shape)}; give one class index per sample "
-            "([N]) or one-hot rows ([N, C])."
-        )
-    if labels.shape[0] != samples:
-        raise InputDataError(
-            f"{source}: {labels.shape[0]} labels for {samples} samples; give one label per sample."
-        )
-    if not np.issubdtype(labels.dtype, np.integer):
-        if not (np.issubdtype(labels.dtype, np.floating) and np.all(np.isfinite(labels))
-                and np.all(labels == np.round(labels))):
-            raise InputDataError(
-                f"{source}: labels must be integer class indices, got dtype {labels.dtype}."
-            )
-    if labels.size and labels.min() < 0:
-        raise InputDataError(f"{source}: labels must be class indices >= 0, found {labels.min()}.")
-    return labels.astype(np.int64)
 
 
 def _dims_text(shape: Sequence) -> str:
@@ -967,3 +849,28 @@ def _check_same_outputs(outputs: Mapping[str, np.ndarray], ref: Mapping[str, np.
                 f"output '{name}' has shape {list(a)} in the variant but {list(b)} in the "
                 "reference; compare variants of the same model."
             )
+
+
+def top1_accuracy(
+    path,
+    inputs: Mapping[str, np.ndarray],
+    labels: np.ndarray,
+    *,
+    options: Mapping | None = None,
+    batch_size: int = 128,
+) -> float:
+    """Share of samples whose arg-max output (first output) equals the label.
+
+    Args:
+        path: The ONNX file.
+        inputs: Input name -> ``[samples, ...]`` arrays.
+        labels: ``[samples]`` integer labels.
+        options: Session options (see :func:`ort_session`).
+        batch_size: Samples per run.
+
+    Returns:
+        Top-1 accuracy in [0, 1].
+    """
+    result = evaluate(path, (inputs, labels), backend_options=dict(options or {}), batch_size=batch_size,
+                      top_k=(1,))
+    return float(result.top1)

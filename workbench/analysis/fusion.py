@@ -1,6 +1,6 @@
 """Which ONNX nodes each engine layer runs, and what became of every node of the model.
 
-All functions are pure functions of a layer table (:mod:`workbench.analysis.engine_table`) and,
+All functions are pure functions of a layer table (:mod:`workbench.tables.engine_table`) and,
 where given, the ONNX model. A layer's ``onnx_nodes`` is the link: a layer listing several nodes
 fused them, a layer listing one kept it, and a model node that no layer lists was folded away
 (constant-folded or eliminated by the engine). Layers listing no node were inserted by the
@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 import pandas as pd
 
-from workbench.backends.onnxruntime_backend import ensure_node_names
+from workbench.model.names import ensure_node_names
 
 FUSED = "fused"
 KEPT = "kept"
@@ -204,7 +204,7 @@ def expand_node_ranges(table: pd.DataFrame, model: Any) -> pd.DataFrame:
     """Replace the two end nodes of range layers by every node between them.
 
     Only rows whose ``onnx_nodes_are_range`` is true (TensorRT myelin ``ForeignNode`` layers
-    imported by :func:`workbench.backends.trt_json.import_trt`) change; tables without that
+    imported by :func:`workbench.backends.tensorrt.trt_json.import_trt`) change; tables without that
     column are returned as a copy.
 
     Args:

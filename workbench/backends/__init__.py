@@ -5,54 +5,25 @@ Backends are imported lazily so that ``import workbench`` never needs TensorRT.
 
 from __future__ import annotations
 
-import importlib.util
-
+from workbench.backends.availability import (
+    TENSORRT_FIX,
+    available_backends,
+    tensorrt_status,
+)
 from workbench.backends.base import Backend, BackendUnavailable, BenchmarkResult, Engine
+from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
 
 __all__ = [
     "Backend",
     "BackendUnavailable",
     "BenchmarkResult",
     "Engine",
+    "OnnxRuntimeBackend",
+    "TENSORRT_FIX",
     "available_backends",
     "get_backend",
     "tensorrt_status",
 ]
-
-TENSORRT_FIX = (
-    "install the gpu extra on an NVIDIA GPU machine (pip install -e '.[gpu]') or use the Docker "
-    "image; meanwhile the notebooks use ONNX Runtime, and TensorRT engines built elsewhere can "
-    "be analysed with workbench.import_trt()."
-)
-
-
-def tensorrt_status() -> str | None:
-    """Why the TensorRT backend cannot run here, in one line with the fix; None if it can."""
-    if importlib.util.find_spec("tensorrt") is None:
-        return f"TensorRT is not installed: {TENSORRT_FIX}"
-    try:
-        import tensorrt  # noqa: F401  (import errors say which library is missing)
-    except Exception as err:  # a broken install raises all sorts of errors
-        return f"TensorRT is installed but does not import ({err}): {TENSORRT_FIX}"
-    if importlib.util.find_spec("pycuda") is None:
-        return f"pycuda is not installed: {TENSORRT_FIX}"
-    try:
-        import pycuda.driver as cuda
-
-        cuda.init()
-        if cuda.Device.count() == 0:
-            return f"no NVIDIA GPU is visible to CUDA: {TENSORRT_FIX}"
-    except Exception as err:
-        return f"CUDA is not usable ({err}): {TENSORRT_FIX}"
-    return None
-
-
-def available_backends() -> list[str]:
-    """Names of the backends that can run on this machine, best first."""
-    names = ["onnxruntime"]
-    if tensorrt_status() is None:
-        names.insert(0, "tensorrt")
-    return names
 
 
 def get_backend(name: str = "onnxruntime") -> Backend:
@@ -69,14 +40,14 @@ def get_backend(name: str = "onnxruntime") -> Backend:
         ValueError: Unknown name.
     """
     if name in ("onnxruntime", "ort"):
-        from workbench.backends.onnxruntime_backend import OnnxRuntimeBackend
-
         return OnnxRuntimeBackend()
     if name in ("tensorrt", "trt"):
         problem = tensorrt_status()
         if problem:
             raise BackendUnavailable(problem)
-        from workbench.backends.tensorrt_backend import TensorRTBackend  # noqa: F401 (issue 4)
+        from workbench.backends.tensorrt.runtime import (
+            TensorRTBackend,  # imports tensorrt: only when asked for
+        )
 
         return TensorRTBackend()
     raise ValueError(f"unknown backend {name!r}; expected 'onnxruntime' or 'tensorrt'")

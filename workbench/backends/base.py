@@ -115,7 +115,7 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def layers(self) -> pd.DataFrame:
-        """The layer table (see :mod:`workbench.analysis.engine_table`), without times."""
+        """The layer table (see :mod:`workbench.tables.engine_table`), without times."""
 
     @abc.abstractmethod
     def profile(self, inputs: Mapping[str, np.ndarray], *, iterations: int = 20) -> pd.DataFrame:

@@ -6,6 +6,7 @@ NaN/Inf values are refused with a message naming the file, the input and the sam
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -120,3 +121,101 @@ def synthetic_inputs(input_specs: Sequence[Mapping], *, batch: int = 1, seed: in
 def take_batch(inputs: Mapping[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
     """The first ``batch`` samples of every input (all of them if there are fewer)."""
     return {name: array[:batch] for name, array in inputs.items()}
+
+
+def check_labels(labels, samples: int, source: str = "data") -> np.ndarray | None:
+    """Validate labels: ``[N]`` integer classes, or ``[N, C]`` one-hot (argmax is taken).
+
+    Args:
+        labels: The labels, or None.
+        samples: Number of samples the inputs hold.
+        source: Where they came from, for messages.
+
+    Returns:
+        ``[N]`` int64 class indices, or None.
+
+    Raises:
+        InputDataError: Wrong count, rank, non-integer or negative classes.
+    """
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = labels.argmax(axis=1)
+    if labels.ndim != 1:
+        raise InputDataError(
+            f"{source}: labels have shape {list(labels.shape)}; give one class index per sample "
+            "([N]) or one-hot rows ([N, C])."
+        )
+    if labels.shape[0] != samples:
+        raise InputDataError(
+            f"{source}: {labels.shape[0]} labels for {samples} samples; give one label per sample."
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not (np.issubdtype(labels.dtype, np.floating) and np.all(np.isfinite(labels))
+                and np.all(labels == np.round(labels))):
+            raise InputDataError(
+                f"{source}: labels must be integer class indices, got dtype {labels.dtype}."
+            )
+    if labels.size and labels.min() < 0:
+        raise InputDataError(f"{source}: labels must be class indices >= 0, found {labels.min()}.")
+    return labels.astype(np.int64)
+
+
+def load_labelled(data, input_names: Sequence[str] | None = None, *, limit: int | None = None,
+                  need_labels: bool = False, what: str = "data"
+                  ) -> tuple[dict[str, np.ndarray], np.ndarray | None, str]:
+    """The one loader of labelled data: model inputs and (optional) labels, checked.
+
+    Args:
+        data: An ``.npz`` path; ``(inputs mapping, labels or None)``; or a mapping of input
+            name -> array that may hold ``labels``.
+        input_names: The model's inputs; each must be present. Other arrays are ignored. None
+            takes every array but ``labels``.
+        limit: Keep only the first ``limit`` samples.
+        need_labels: Refuse data without labels.
+        what: What the data is for (``"evaluation"``), for messages.
+
+    Returns:
+        ``(inputs, labels, source)``: labels as ``[N]`` int64 class indices or None; ``source``
+        the path or ``"arrays"``.
+
+    Raises:
+        InputDataError: A missing input, empty or mismatched arrays, NaN/Inf, bad labels, or no
+            labels where they are needed.
+    """
+    if isinstance(data, (str, os.PathLike)):
+        inputs, labels = load_npz(data, input_names, limit=limit)
+        source = str(data)
+    else:
+        if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Mapping):
+            arrays, labels = dict(data[0]), data[1]
+        elif isinstance(data, Mapping):
+            arrays = dict(data)
+            labels = arrays.pop(LABELS_KEY, None)
+        else:
+            raise InputDataError(
+                f"{what} data must be an .npz path, a dict of input name -> array, or (inputs, labels); "
+                f"got {type(data).__name__}."
+            )
+        names = list(input_names) if input_names is not None else sorted(arrays)
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise InputDataError(
+                f"the {what} data has no array for model input(s) {missing}; it holds {sorted(arrays)}. "
+                "Key each array by the model input it feeds."
+            )
+        inputs = {n: np.asarray(arrays[n]) for n in names}
+        labels = None if labels is None else np.asarray(labels)
+        if limit is not None:
+            inputs = {n: a[:limit] for n, a in inputs.items()}
+            labels = None if labels is None else labels[:limit]
+        source = "arrays"
+        check_inputs(inputs, source=f"{what} data" if what != "data" else source)
+    if labels is None and need_labels:
+        raise InputDataError(
+            f"{source}: the {what} data has no 'labels' array; top-1 accuracy needs one integer label "
+            "per sample (numpy.savez(path, input=..., labels=...))."
+        )
+    labels = check_labels(labels, next(iter(inputs.values())).shape[0], source)
+    return inputs, labels, source

@@ -33,6 +33,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from workbench.datasets.arrays import InputDataError, check_inputs, load_npz
+from workbench.model import load_model
 
 NUMPY_IMAGE_SUFFIXES = (".npy", ".pgm", ".ppm", ".pnm")
 PIL_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -640,6 +641,5 @@ def load_calibration_set(
 def _input_specs(model) -> list[dict]:
     if hasattr(model, "summary"):
         return list(model.summary.inputs)
-    from workbench.model import load_model
 
     return list(load_model(model).summary.inputs)

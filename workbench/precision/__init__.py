@@ -15,7 +15,7 @@ Public names are imported lazily (onnxruntime's quantization tooling loads on fi
 
 from __future__ import annotations
 
-import importlib
+from workbench._lazy import lazy_exports
 
 _EXPORTS = {
     "Recipe": "workbench.precision.recipe",
@@ -42,17 +42,4 @@ _EXPORTS = {
     "measure_variants": "workbench.precision.sweep",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'workbench.precision' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -88,7 +88,12 @@ _CALIBRATED_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16)
 # Ops whose output holds exactly the values of their first input (same multiset).
 _VALUE_PRESERVING = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity"}
 _PREFIX = "wb_calib"
-MAX_PROTO_BYTES = 2**31 - 1
+from workbench.backends.onnxruntime.session import (
+    MAX_PROTO_BYTES,
+    ort_session,
+    session_options,
+)
+
 # A percentile tail longer than this per batch is counted with a full histogram instead.
 MAX_TAIL = 1 << 16
 
@@ -562,24 +567,8 @@ def _ensure_opset(model: onnx.ModelProto, minimum: int) -> None:
 
 
 def make_session(model: onnx.ModelProto, *, optimized: bool = False, threads: int | None = None) -> ort.InferenceSession:
-    """A CPU session for ``model`` (graph optimizations off unless ``optimized``, like ORT's calibrator).
-
-    Models over 2 GB are saved to a temporary folder with external data first.
-    """
-    options = ort.SessionOptions()
-    options.graph_optimization_level = (
-        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimized else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    )
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    providers = ["CPUExecutionProvider"]
-    if model.ByteSize() < MAX_PROTO_BYTES:
-        return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
-    with tempfile.TemporaryDirectory(prefix="wb_calib_") as tmp:
-        path = Path(tmp) / "model.onnx"
-        onnx.save_model(model, str(path), save_as_external_data=True, location="model.data")
-        return ort.InferenceSession(str(path), options, providers=providers)
+    """A CPU session for ``model`` (graph optimizations off unless ``optimized``, like ORT's calibrator)."""
+    return ort_session(model, session_options("all" if optimized else "disable", threads=threads))
 
 
 def _batches(calib, batch_size: int):

@@ -34,6 +34,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from workbench.errors import WorkbenchError
+from workbench.model.names import ensure_node_names
 
 FP16_MAX = 65504.0
 BF16_OPSET = 22
@@ -57,17 +58,10 @@ def converter_version() -> str:
 
 
 def name_unnamed_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy whose nodes all have unique names (``<op_type>_<index>`` for unnamed ones)."""
+    """A copy whose nodes all have unique names, by the one naming rule (:mod:`workbench.model.names`)."""
     named = onnx.ModelProto()
     named.CopyFrom(model)
-    used = {n.name for n in named.graph.node if n.name}
-    for index, node in enumerate(named.graph.node):
-        if not node.name:
-            candidate = f"{node.op_type}_{index}"
-            while candidate in used:
-                candidate += "_"
-            node.name = candidate
-            used.add(candidate)
+    ensure_node_names(named.graph)
     return named
 
 

@@ -39,12 +39,40 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from workbench.backends.onnxruntime.session import MAX_PROTO_BYTES, ort_session
+from workbench.datasets.calibration_sets import load_calibration_set
 from workbench.errors import WorkbenchError
+from workbench.model import LoadedModel, load_model
+from workbench.model.fingerprint import file_sha256, model_sha256
+from workbench.precision.calibrator import calibrate, prepare_for_calibration
+from workbench.precision.lowp import (
+    activation_overflow_nodes,
+    converter_version,
+    emulate_low_precision,
+    initializer_overflow_nodes,
+    name_unnamed_nodes,
+    ort_cpu_upcast_ops,
+    to_bfloat16,
+    to_float16,
+)
+from workbench.precision.modelopt_adapter import (
+    _METHODS,
+    modelopt_available,
+    modelopt_version,
+    run_modelopt,
+)
+from workbench.precision.qdq import (
+    QuantizationError,
+    check_node_names,
+    check_op_types,
+    convert_qdq_to_fp8,
+    qdq_summary,
+    quantize_int8_qdq,
+)
 from workbench.precision.recipe import QUANTIZED, Recipe, RecipeError
 from workbench.workspace import workspace_dir, write_atomic
 
 VARIANT_FORMAT = "trt-workbench.variant/1"
-MAX_PROTO_BYTES = 2**31 - 1
 
 
 class VariantError(WorkbenchError, ValueError):
@@ -157,34 +185,7 @@ def sidecar_for(path) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def file_sha256(path) -> str:
-    """sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def model_sha256(path) -> str:
-    """sha256 over the model file and the external data files it names (in name order)."""
-    path = Path(path)
-    digest = hashlib.sha256(file_sha256(path).encode())
-    proto = onnx.load(str(path), load_external_data=False)
-    locations = sorted({
-        entry.value
-        for tensor in onnx.external_data_helper._get_all_tensors(proto)
-        if onnx.external_data_helper.uses_external_data(tensor)
-        for entry in tensor.external_data if entry.key == "location"
-    })
-    for location in locations:
-        digest.update(location.encode())
-        digest.update(file_sha256(path.parent / location).encode())
-    return digest.hexdigest()
-
-
 def _load(model):
-    from workbench.model import LoadedModel, load_model
 
     if isinstance(model, LoadedModel):
         return model
@@ -210,7 +211,6 @@ def resolve_tool(recipe: Recipe) -> str:
     Raises:
         VariantError: ModelOpt asked for but not installed; FP16 mixed precision without ModelOpt.
     """
-    from workbench.precision.modelopt_adapter import _METHODS, modelopt_available
 
     if recipe.precision == "fp32":
         return "none"
@@ -241,18 +241,15 @@ def tool_info(tool: str) -> dict:
     if tool == "onnxruntime":
         return {"name": "onnxruntime.quantization", "version": onnxruntime.__version__}
     if tool == "onnxconverter-common":
-        from workbench.precision.lowp import converter_version
 
         return {"name": "onnxconverter-common", "version": converter_version()}
     if tool == "modelopt":
-        from workbench.precision.modelopt_adapter import modelopt_version
 
         return {"name": "modelopt", "version": modelopt_version()}
     return {"name": "none", "version": None}
 
 
 def _calibration_set(calib, loaded, recipe: Recipe):
-    from workbench.datasets.calibration_sets import load_calibration_set
 
     if calib is None:
         return None
@@ -398,7 +395,6 @@ def _cached(path: Path, key: str) -> Variant | None:
 
 
 def _check_names(loaded, recipe: Recipe) -> None:
-    from workbench.precision.qdq import QuantizationError, check_node_names
 
     names = set(recipe.exclude_nodes) | set(recipe.keep_fp32_nodes)
     try:
@@ -412,7 +408,6 @@ def _versions() -> dict:
 
     versions = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
     try:
-        from workbench.precision.lowp import converter_version
 
         versions["onnxconverter-common"] = converter_version()
     except ImportError:
@@ -463,7 +458,6 @@ def _save_model(model: onnx.ModelProto, path: Path, *, raw: bytes | None = None)
 
 def _ort_check(path: Path, options: dict) -> tuple[bool, dict]:
     """Whether ORT's CPU provider can load the variant (kernels for every node), with ``options``."""
-    from workbench.precision.evaluate import ort_session
 
     try:
         ort_session(path, options)
@@ -485,15 +479,6 @@ def _build_fp32(loaded, recipe, calib, *, tool, progress, folder):
 
 
 def _build_fp16(loaded, recipe, calib, *, tool, progress, folder):
-    from workbench.precision.calibrator import calibrate, prepare_for_calibration
-    from workbench.precision.lowp import (
-        activation_overflow_nodes,
-        emulate_low_precision,
-        initializer_overflow_nodes,
-        name_unnamed_nodes,
-        ort_cpu_upcast_ops,
-        to_float16,
-    )
 
     base = name_unnamed_nodes(loaded.proto)
     kept = {name: "kept FP32 by the recipe" for name in recipe.fp32_nodes}
@@ -525,7 +510,6 @@ def _build_fp16(loaded, recipe, calib, *, tool, progress, folder):
 
 
 def _build_bf16(loaded, recipe, calib, *, tool, progress, folder):
-    from workbench.precision.lowp import emulate_low_precision, name_unnamed_nodes, to_bfloat16
 
     base = name_unnamed_nodes(loaded.proto)
     kept = {name: "kept FP32 by the recipe" for name in recipe.fp32_nodes}
@@ -555,8 +539,6 @@ def _build_bf16(loaded, recipe, calib, *, tool, progress, folder):
 def _build_quantized(loaded, recipe, calib, *, tool, progress, folder):
     if tool == "modelopt":
         return _build_modelopt(loaded, recipe, calib, folder)
-    from workbench.precision.calibrator import calibrate, prepare_for_calibration
-    from workbench.precision.qdq import check_op_types, convert_qdq_to_fp8, qdq_summary, quantize_int8_qdq
 
     fp8 = recipe.precision == "fp8"
     prepared = prepare_for_calibration(loaded.proto, fp8=fp8)
@@ -593,8 +575,6 @@ def _build_quantized(loaded, recipe, calib, *, tool, progress, folder):
 
 
 def _build_modelopt(loaded, recipe, calib, folder):
-    from workbench.precision.modelopt_adapter import run_modelopt
-    from workbench.precision.qdq import qdq_summary
 
     with tempfile.TemporaryDirectory(dir=folder, prefix=".modelopt.") as tmp:
         output = Path(tmp) / f"{loaded.path.stem}.quant.onnx"

@@ -1,6 +1,6 @@
 """Figures of the INT8 doctor: pure functions of its data (tables, dicts, arrays), no widgets.
 
-Each takes what :func:`workbench.analysis.doctor.diagnose` produced (or the JSON report of
+Each takes what :func:`workbench.doctor.diagnose.diagnose` produced (or the JSON report of
 ``doctor_command``, where noted) and returns a :class:`plotly.graph_objects.Figure`:
 
 - :func:`error_curve_figure`: per-tensor SQNR in topological order, local vs accumulated;
@@ -9,7 +9,7 @@ Each takes what :func:`workbench.analysis.doctor.diagnose` produced (or the JSON
 - :func:`channel_ranges_figure`: per-channel ranges of a weight or an activation;
 - :func:`sensitivity_figure`: the ranking of quantized nodes, with confirmed costs;
 - :func:`before_after_figure`: before/after on the workbench's tradeoff plot
-  (:func:`workbench.views.tradeoff.tradeoff_figure` of :func:`~workbench.analysis.doctor.results_rows`);
+  (:func:`workbench.views.tradeoff.tradeoff_figure` of :func:`~workbench.doctor.diagnose.results_rows`);
 - :func:`calibration_size_figure`, :func:`search_figure`, :func:`layer_error_figure`.
 """
 
@@ -21,6 +21,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+
+from workbench.tables.results import rows_to_frame
+from workbench.views.tradeoff_figures import tradeoff_figure
 
 CAP_DB = 120.0
 COLORS = {"fp32": "#1f77b4", "int8": "#ff7f0e", "fixed": "#2ca02c", "local": "#9467bd", "accum": "#ff7f0e",
@@ -269,16 +272,14 @@ def before_after_figure(rows: Sequence[Mapping[str, Any]], *, target_top1: float
     """Before/after on the workbench's tradeoff plot: top-1 against ONNX Runtime latency.
 
     Args:
-        rows: Results rows (:func:`workbench.analysis.doctor.results_rows`: FP32, naive INT8 and
-            the fix; other :class:`~workbench.analysis.results.ResultsTable` rows may join them).
+        rows: Results rows (:func:`workbench.doctor.diagnose.results_rows`: FP32, naive INT8 and
+            the fix; other :class:`~workbench.tables.results.ResultsTable` rows may join them).
         target_top1: The accuracy the fix must reach (fraction), drawn as a dotted line.
 
     Returns:
         :func:`workbench.views.tradeoff.tradeoff_figure` of the rows, colored by variant, with the
         Pareto front and an arrow from the naive variant to the fix.
     """
-    from workbench.analysis.results import rows_to_frame
-    from workbench.views.tradeoff import tradeoff_figure
 
     frame = rows_to_frame(rows)
     fig = tradeoff_figure(frame, color="variant", symbol=None)
@@ -335,7 +336,7 @@ def layer_error_figure(joined: pd.DataFrame, *, sqnr_column: str = "local_sqnr_d
     """Engine layers: time against the worst quantization error of the nodes each runs.
 
     Args:
-        joined: :func:`workbench.analysis.doctor_trt.join_layer_errors` output (needs
+        joined: :func:`workbench.doctor.engine_join.join_layer_errors` output (needs
             ``time_ms``: a profiled table).
         sqnr_column: The error column on the y axis.
 

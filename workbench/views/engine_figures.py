@@ -1,6 +1,6 @@
 """Plotly figures and tables of an engine's layer table: pure functions of data, no widgets.
 
-Every function takes a layer table (:mod:`workbench.analysis.engine_table`), whatever engine it
+Every function takes a layer table (:mod:`workbench.tables.engine_table`), whatever engine it
 came from. Time figures need a profiled table (``time_ms``) and raise a ``ValueError`` naming
 the missing column otherwise; the fusion figure and table work on any table.
 """

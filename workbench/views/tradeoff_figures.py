@@ -1,0 +1,235 @@
+"""The accuracy-vs-latency figure with its Pareto front: a pure function of the results table (no widgets)."""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import plotly.colors
+import plotly.graph_objects as go
+
+from workbench.tables.results import pareto_front
+from workbench.views.engine_figures import (
+    OTHER_PRECISION_COLORS,
+    PRECISION_COLORS,
+    UNKNOWN,
+)
+from workbench.workspace import write_atomic
+
+VARIANTS = "variants"  # ``meta`` of the marker traces
+
+PARETO = "pareto"  # ``meta`` of the Pareto front trace
+
+SELECTED = "selected"  # ``meta`` of the highlight trace
+
+SYMBOL_LEGEND = "symbol-legend"  # ``meta`` of the legend-only traces that explain symbols
+
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "star", "hexagon", "pentagon")
+
+ALL = "(all)"
+
+AXIS_TITLES = {
+    "median_ms": "median latency (ms)",
+    "mean_ms": "mean latency (ms)",
+    "p90_ms": "p90 latency (ms)",
+    "p99_ms": "p99 latency (ms)",
+    "throughput": "throughput (samples/s)",
+    "top1": "top-1 accuracy",
+    "top5": "top-5 accuracy",
+    "top1_agreement": "top-1 agreement with the reference",
+    "min_cosine": "min cosine similarity to the reference",
+    "min_sqnr_db": "min SQNR (dB)",
+    "size_bytes": "model size (bytes)",
+}
+
+FRACTION_COLUMNS = {"top1", "top5", "top1_agreement"}
+
+LOWER_IS_BETTER = {"median_ms", "mean_ms", "p90_ms", "p99_ms", "size_bytes"}
+
+EMPTY_HINT = ("No results with both values yet: evaluate and benchmark a variant, then "
+              "ResultsTable().add(make_row(...)).")
+
+PARETO_COLOR = "#555555"
+
+HIGHLIGHT_COLOR = "#000000"
+
+def _check_frame(frame: pd.DataFrame, columns: Sequence[str | None]) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"expected a results DataFrame (ResultsTable().frame()), got {type(frame).__name__}")
+    missing = [c for c in columns if c is not None and c not in frame.columns]
+    if missing:
+        raise ValueError(f"the results have no column(s) {missing}; columns: {list(frame.columns)}")
+
+def plotted_rows(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """The rows that have finite numbers for both ``x`` and ``y``."""
+    xs = pd.to_numeric(frame[x], errors="coerce")
+    ys = pd.to_numeric(frame[y], errors="coerce")
+    finite = xs.map(_finite) & ys.map(_finite)
+    return frame[finite.astype(bool)]
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+def _text(value: Any, default: str = UNKNOWN) -> str:
+    """A category value as text: missing values become ``default``."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return default
+    return str(value)
+
+def _number(value: Any, column: str) -> str:
+    if not _finite(value):
+        return "∞" if isinstance(value, float) and math.isinf(value) and value > 0 else "–"
+    if column in FRACTION_COLUMNS:
+        return f"{value:.2%}"
+    if column.endswith("_ms"):
+        return f"{value:.4g} ms"
+    if column == "min_sqnr_db":
+        return f"{value:.1f} dB"
+    return f"{value:.4g}"
+
+def hover_text(row: Mapping[str, Any], x: str, y: str) -> str:
+    """The hover text of one variant: names, recipe, calibration and the plotted values."""
+    calibration = _text(row.get("calibration"), "")
+    method = _text(row.get("calibration_method"), "")
+    if calibration or method:
+        calibration = f"{Path(calibration).name if calibration else '–'}" + (f" ({method})" if method else "")
+    lines = [
+        f"<b>{html.escape(_text(row.get('variant'), 'variant'))}</b> "
+        f"({html.escape(_text(row.get('model'), ''))})",
+        f"{html.escape(_text(row.get('precision')))} on {html.escape(_text(row.get('backend')))}",
+        f"recipe: {html.escape(_text(row.get('recipe_label'), '') or '–')}",
+        f"calibration: {html.escape(calibration or '–')}",
+        f"{AXIS_TITLES.get(x, x)}: {_number(row.get(x), x)}",
+        f"{AXIS_TITLES.get(y, y)}: {_number(row.get(y), y)}",
+    ]
+    for column in ("top5", "min_sqnr_db", "p99_ms"):
+        if column not in (x, y) and _finite(row.get(column)):
+            lines.append(f"{AXIS_TITLES.get(column, column)}: {_number(row.get(column), column)}")
+    lines.append(f"id: {html.escape(_text(row.get('id'), ''))}")
+    return "<br>".join(lines)
+
+def group_colors(values: Sequence[str], column: str | None) -> dict[str, str]:
+    """A color per group: the engine figures' precision colors for ``precision``, else a palette."""
+    palette = plotly.colors.qualitative.Plotly
+    colors, spare = {}, iter(OTHER_PRECISION_COLORS * 4)
+    for k, value in enumerate(sorted(set(values))):
+        if column == "precision":
+            colors[value] = PRECISION_COLORS.get(value.upper(), None) or next(spare)
+        else:
+            colors[value] = palette[k % len(palette)]
+    return colors
+
+def group_symbols(values: Sequence[str]) -> dict[str, str]:
+    """A marker symbol per value, in sorted order."""
+    return {v: SYMBOLS[k % len(SYMBOLS)] for k, v in enumerate(sorted(set(values)))}
+
+def tradeoff_figure(
+    frame: pd.DataFrame,
+    x: str = "median_ms",
+    y: str = "top1",
+    color: str | None = "precision",
+    symbol: str | None = "backend",
+    selected: str | None = None,
+) -> go.Figure:
+    """Accuracy vs latency: one marker per variant, the Pareto front as a step line.
+
+    Args:
+        frame: Results (:meth:`workbench.tables.results.ResultsTable.frame`); rows missing
+            ``x`` or ``y`` are left out (the title says how many).
+        x: Cost column: lower is better (latencies, size, and any column not listed in
+            :data:`AXIS_TITLES`), higher for ``throughput``, accuracy and agreement columns.
+        y: Benefit column: higher is better (lower for latencies and size).
+        color: Column that colors markers (one legend entry per value); None for one color.
+        symbol: Column that picks the marker symbol; None for circles.
+        selected: Row id to highlight with a ring.
+
+    Returns:
+        A figure whose traces carry ``meta``: ``"pareto"`` (the front, drawn first),
+        ``"variants"`` (one trace per color group, ``customdata`` = row ids, ``hovertext`` =
+        recipe/calibration/method), ``"symbol-legend"`` (legend entries for symbols, no points)
+        and ``"selected"`` (the highlight ring, empty when nothing is selected or visible).
+
+    Raises:
+        TypeError, ValueError: Not a DataFrame, or a named column is missing.
+    """
+    _check_frame(frame, ["id", x, y, color, symbol])
+    rows = plotted_rows(frame, x, y)
+    fig = go.Figure()
+    front = pareto_front(rows, x, y, minimize_x=x in LOWER_IS_BETTER or x not in AXIS_TITLES,
+                         maximize_y=y not in LOWER_IS_BETTER)
+    # Along the front (best x first) each step buys y with x: the best y reachable for a given
+    # x stays flat until the next front point, hence "hv".
+    fig.add_trace(go.Scatter(
+        x=front[x].tolist(), y=front[y].tolist(), mode="lines", line_shape="hv",
+        line=dict(color=PARETO_COLOR, dash="dash", width=1.5), name="Pareto front",
+        hoverinfo="skip", meta=PARETO,
+    ))
+    groups = rows[color].map(_text) if color else pd.Series("variants", index=rows.index)
+    symbols_of = rows[symbol].map(_text) if symbol else pd.Series("", index=rows.index)
+    symbol_map = group_symbols(symbols_of.tolist())
+    colors = group_colors(groups.tolist(), color)
+    for value in sorted(set(groups)):
+        part = rows[groups == value]
+        fig.add_trace(go.Scatter(
+            x=part[x].tolist(), y=part[y].tolist(), mode="markers", name=value,
+            legendgroup=f"color-{value}", meta=VARIANTS,
+            customdata=part["id"].map(_text).tolist(),
+            hovertext=[hover_text(r, x, y) for r in part.to_dict("records")],
+            hovertemplate="%{hovertext}<extra></extra>",
+            marker=dict(color=colors[value], size=11, line=dict(color="white", width=1),
+                        symbol=[symbol_map[s] for s in symbols_of[groups == value]]),
+        ))
+    if symbol and len(symbol_map) > 1:
+        for value, mark in symbol_map.items():
+            fig.add_trace(go.Scatter(
+                x=[None], y=[None], mode="markers", name=f"{symbol}: {value}", meta=SYMBOL_LEGEND,
+                marker=dict(color="#888888", symbol=mark, size=10), hoverinfo="skip",
+            ))
+    fig.add_trace(go.Scatter(**_highlight(rows, x, y, selected)))
+    _layout(fig, x, y, shown=len(rows), total=len(frame), color=color)
+    return fig
+
+def _highlight(rows: pd.DataFrame, x: str, y: str, selected: str | None) -> dict:
+    """The highlight trace's properties: a ring around the selected row, if it is plotted."""
+    hit = rows[rows["id"].map(_text) == selected] if selected is not None else rows.iloc[:0]
+    return dict(
+        x=hit[x].tolist(), y=hit[y].tolist(), mode="markers", name="selected", meta=SELECTED,
+        showlegend=False, hoverinfo="skip", customdata=hit["id"].map(_text).tolist(),
+        marker=dict(symbol="circle-open", size=22, color=HIGHLIGHT_COLOR, line=dict(width=2.5)),
+    )
+
+def _layout(fig: go.Figure, x: str, y: str, *, shown: int, total: int, color: str | None) -> None:
+    title = f"Accuracy vs latency: {shown} variant{'s' if shown != 1 else ''}"
+    if shown < total:
+        title += f" ({total - shown} without {x} or {y} not shown)"
+    fig.update_layout(
+        title=title,
+        xaxis_title=AXIS_TITLES.get(x, x) + (" — lower is better" if x in LOWER_IS_BETTER else ""),
+        yaxis_title=AXIS_TITLES.get(y, y),
+        yaxis_tickformat=".2%" if y in FRACTION_COLUMNS else None,
+        legend_title_text=color or "",
+        template="plotly_white",
+        height=460,
+        margin=dict(l=70, r=20, t=60, b=60),
+        clickmode="event",
+        hovermode="closest",
+    )
+    if shown == 0:
+        fig.add_annotation(text=EMPTY_HINT, showarrow=False, xref="paper", yref="paper",
+                           x=0.5, y=0.5)
+
+def write_html(fig: go.Figure, path) -> Path:
+    """Save a figure as a standalone HTML page that works offline (plotly.js inline), atomically.
+
+    Args:
+        fig: The figure.
+        path: Destination ``.html`` file.
+
+    Returns:
+        The path written.
+    """
+    return write_atomic(Path(path).expanduser(),
+                        fig.to_html(include_plotlyjs=True, full_html=True))

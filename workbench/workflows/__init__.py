@@ -1,0 +1,24 @@
+"""Workflows: the loops that make, evaluate and benchmark (sweep, quantize, build, evaluate,
+bench, doctor) and the JSON the command line prints. Nothing below this layer orchestrates."""
+
+from __future__ import annotations
+
+from workbench._lazy import lazy_exports
+
+_EXPORTS = {
+    "measure_variants": "workbench.workflows.sweep",
+    "measure_variant": "workbench.workflows.sweep",
+    "accuracy_table": "workbench.workflows.sweep",
+    "describe_variants": "workbench.workflows.sweep",
+    "op_changes": "workbench.workflows.sweep",
+    "rows_frame": "workbench.workflows.sweep",
+    "evaluate_variant": "workbench.workflows.sweep",
+    "quantize_command": "workbench.workflows.quantize",
+    "OutputExistsError": "workbench.workflows.quantize",
+    "build_command": "workbench.workflows.build",
+    "evaluate_command": "workbench.workflows.evaluate",
+    "bench_engine": "workbench.workflows.bench",
+    "doctor_command": "workbench.workflows.doctor",
+}
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -1,0 +1,443 @@
+"""Measure a grid of variants: make each, score it on labelled data, time it, one results row each.
+
+:func:`measure_variants` is the loop behind the tradeoff notebook and ``bench/bench_variants.py``:
+for every recipe it makes (or reuses) the variant (:func:`workbench.precision.make_variant`),
+evaluates it against the labels and the FP32 reference (:func:`workbench.evaluate`), benchmarks
+it at one or more batch sizes, and returns :func:`workbench.tables.results.make_row` rows,
+added to a :class:`~workbench.tables.results.ResultsTable` when one is given.
+
+What runs where, per backend:
+
+- ``onnxruntime`` (CPU): accuracy on ``variant.ort_path`` (the variant, or its emulation when
+  ORT's CPU provider cannot run it in its own precision: BF16, FP16 on x86) with the variant's
+  session options (FP8 needs ``basic``); latency on the variant itself when ORT's CPU provider
+  runs it, else on the emulation. The row's ``accuracy_on``/``latency_on`` columns say which.
+- ``tensorrt``: the variant file itself, for both (TensorRT reads the precision from the graph).
+
+Example::
+
+    recipes = [Recipe("fp32"), Recipe("fp16"), Recipe("int8", method="entropy", num_samples=256)]
+    rows = measure_variants(sample_path("digits_cnn"), recipes, calib=calib_npz, eval_data=eval_npz,
+                            table=ResultsTable(), batch_sizes=(1, 32))
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from workbench.analysis.accuracy import evaluate, top1_accuracy
+from workbench.backends import get_backend, tensorrt_status
+from workbench.datasets.arrays import load_labelled
+from workbench.errors import WorkbenchError
+from workbench.model import load_model
+from workbench.precision.variants import Variant, _recipe, make_variant
+from workbench.tables.results import make_row
+
+BACKENDS = ("onnxruntime", "tensorrt")
+
+
+class SweepError(WorkbenchError, ValueError):
+    """A sweep argument is invalid; the message names it and the fix."""
+
+
+def _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds=1) -> tuple[list, tuple, tuple]:
+
+    if isinstance(recipes, (str, Mapping)) or not isinstance(recipes, Iterable):
+        raise SweepError("recipes must be a list of Recipe objects (or precision names / recipe dicts); "
+                         f"got {type(recipes).__name__}. Wrap a single recipe in a list.")
+    recipes = [_recipe(r) for r in recipes]
+    if not recipes:
+        raise SweepError("recipes is empty; give at least one, e.g. [Recipe('fp32'), Recipe('int8')].")
+    backends = (backends,) if isinstance(backends, str) else tuple(backends)
+    bad = [b for b in backends if b not in BACKENDS]
+    if bad or not backends:
+        raise SweepError(f"backends {list(backends)}: each must be one of {BACKENDS}.")
+    if "tensorrt" in backends:
+
+        problem = tensorrt_status()
+        if problem:
+            raise SweepError(f"backend 'tensorrt' asked for but cannot run here: {problem}")
+    try:
+        batch_sizes = tuple(int(b) for b in batch_sizes)
+    except (TypeError, ValueError) as err:
+        raise SweepError(f"batch_sizes must be a list of positive integers, got {batch_sizes!r}") from err
+    if not batch_sizes or min(batch_sizes) < 1:
+        raise SweepError(f"batch_sizes must be a non-empty list of positive integers, got {list(batch_sizes)}.")
+    if int(iterations) < 1 or int(warmup) < 0 or int(rounds) < 1:
+        raise SweepError(f"iterations and rounds must be >= 1 and warmup >= 0, got {iterations}, {rounds} "
+                         f"and {warmup}.")
+    return recipes, backends, batch_sizes
+
+
+def _eval_inputs(eval_data, input_names: Sequence[str]) -> dict[str, np.ndarray]:
+
+    inputs, _labels, _source = load_labelled(eval_data, input_names)
+    return inputs
+
+
+def _batch(inputs: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+    """The first ``size`` samples of every input, repeated when there are fewer."""
+    out = {}
+    for name, array in inputs.items():
+        reps = -(-size // array.shape[0])
+        out[name] = np.ascontiguousarray(np.concatenate([array] * reps)[:size] if reps > 1 else array[:size])
+    return out
+
+
+def measure_variant(
+    variant,
+    model_name: str,
+    reference,
+    eval_data,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    backend: str = "onnxruntime",
+    batch_sizes: Sequence[int] = (32,),
+    iterations: int = 50,
+    warmup: int = 5,
+    threads: int | None = None,
+    rounds: int = 1,
+) -> dict:
+    """Evaluate and benchmark one variant on one backend; return its results row.
+
+    Args:
+        variant: A :class:`workbench.precision.Variant`.
+        model_name: The original model's name for the ``model`` column.
+        reference: The FP32 model (path) the outputs are compared with.
+        eval_data: Labelled data for :func:`workbench.evaluate` (an ``.npz`` path or
+            ``(inputs, labels)``).
+        inputs: Input name -> samples to cut benchmark batches from.
+        backend: ``"onnxruntime"`` or ``"tensorrt"``.
+        batch_sizes: Benchmark batch sizes; the first fills the row's latency columns, all go
+            to ``latency`` (batch size -> median/p90/p99 ms and throughput).
+        iterations, warmup: Timed and untimed benchmark iterations per batch size.
+        threads: ORT ``intra_op_num_threads`` (None: ORT's default).
+        rounds: Benchmark each batch size this many times and keep the run with the lowest
+            median (on a shared machine other work only ever adds time).
+
+    Returns:
+        A :func:`~workbench.tables.results.make_row` row with extra columns ``accuracy_on``,
+        ``latency_on``, ``tool``, ``calibration_samples``, ``latency`` and ``notes``.
+    """
+
+    record = variant.record
+    if backend == "onnxruntime":
+        accuracy_path = variant.ort_path
+        latency_path = variant.path if variant.runs_on_ort_cpu else variant.ort_path
+        options: dict[str, Any] = dict(variant.ort_session_options)
+        if threads is not None:
+            options["intra_op_num_threads"] = int(threads)
+    else:
+        accuracy_path = latency_path = variant.path
+        options = {}
+    evaluation = evaluate(accuracy_path, eval_data, reference=reference, backend=backend,
+                          backend_options=options or None)
+    engine = get_backend(backend).build(latency_path, options or None)
+    latency, first = {}, None
+    for size in batch_sizes:
+        feed = _batch(inputs, size)
+        result = min((engine.benchmark(feed, iterations=iterations, warmup=warmup) for _ in range(max(1, int(rounds)))),
+                     key=lambda r: r.median_ms)
+        first = first or result
+        latency[str(size)] = {k: float(getattr(result, k)) for k in ("median_ms", "p90_ms", "p99_ms", "throughput")}
+    calib = record.get("calibration") or {}
+    tool = record.get("tool") or {}
+    notes = []
+    if latency_path != variant.path:
+        notes.append(f"ORT CPU cannot run {variant.precision} here: latency and accuracy on its FP32 emulation "
+                     "(the precision's rounding, not its speed)")
+    elif accuracy_path != variant.path:
+        notes.append(f"accuracy on the emulation (ORT CPU computes {variant.precision} ops in FP32)")
+    return make_row(
+        model=model_name,
+        variant=_label(variant.recipe),
+        precision=variant.precision,
+        backend=backend,
+        evaluation=evaluation,
+        benchmark=first,
+        recipe=variant.recipe.to_dict(),
+        calibration=calib.get("source"),
+        calibration_method=calib.get("method") if variant.recipe.needs_calibration else None,
+        variant_path=variant.path,
+        recipe_label=_label(variant.recipe),
+        accuracy_on="variant" if accuracy_path == variant.path else "emulation",
+        latency_on="variant" if latency_path == variant.path else "emulation",
+        tool=f"{tool.get('name')} {tool.get('version') or ''}".strip(),
+        calibration_samples=calib.get("num_samples") if variant.recipe.needs_calibration else None,
+        latency=latency,
+        notes="; ".join(notes) or None,
+    )
+
+
+def _label(recipe) -> str:
+    """``int8-entropy-256``-style label: precision, method and calibration size where they matter."""
+    label = recipe.label
+    if recipe.needs_calibration and not recipe.name:
+        label += f"-{recipe.num_samples}" if recipe.num_samples else "-all"
+    if recipe.exclude_nodes or recipe.exclude_op_types or recipe.keep_fp32_nodes or recipe.keep_fp32_op_types:
+        label += "-mixed"
+    return label
+
+
+def measure_variants(
+    model,
+    recipes,
+    calib=None,
+    eval_data=None,
+    *,
+    model_name: str | None = None,
+    backends: Sequence[str] | str = ("onnxruntime",),
+    batch_sizes: Sequence[int] = (32,),
+    iterations: int = 50,
+    warmup: int = 5,
+    threads: int | None = None,
+    rounds: int = 1,
+    table=None,
+    remeasure: bool = False,
+    workspace=None,
+    progress: bool = True,
+) -> list[dict]:
+    """Make, evaluate and benchmark every recipe's variant of ``model``: one results row each.
+
+    Args:
+        model: The FP32 ONNX model (path); also the reference for output agreement.
+        recipes: :class:`~workbench.precision.Recipe` objects (or precision names / dicts).
+        calib: Calibration data for the int8/fp8 recipes (an ``.npz`` path, a
+            :class:`~workbench.datasets.calibration_sets.CalibrationSet`, ...). Each recipe's
+            ``num_samples`` picks its subset.
+        eval_data: Labelled evaluation data (an ``.npz`` with the model inputs and ``labels``, or
+            ``(inputs, labels)``); its samples also feed the benchmark.
+        model_name: The ``model`` column (default: the file's stem).
+        backends: ``"onnxruntime"`` and/or ``"tensorrt"`` (refused with the reason when TensorRT
+            cannot run here).
+        batch_sizes: Benchmark batch sizes (the first fills the row's latency columns).
+        iterations, warmup: Benchmark iterations per batch size.
+        threads: ORT threads per operator (None: ORT's default).
+        rounds: Benchmark rounds per batch size; the lowest median is kept.
+        table: A :class:`~workbench.tables.results.ResultsTable` to add the rows to, or None.
+        remeasure: With a ``table``, a variant already measured there (same variant file, backend
+            and batch sizes) is returned from the table instead of measured and added again, so
+            re-running a notebook does not duplicate rows; True measures and adds it anyway.
+        workspace: Folder for the variants (default: the workspace's ``variants``).
+        progress: Show a progress bar over the grid.
+
+    Returns:
+        The rows, in recipe order then backend order; each has an ``id`` when it is in ``table``.
+
+    Raises:
+        SweepError: Invalid arguments (no recipes, unknown backend, TensorRT unavailable...).
+        VariantError, RecipeError, InputDataError: From making or evaluating a variant.
+    """
+
+    recipes, backends, batch_sizes = _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds)
+    if eval_data is None:
+        raise SweepError("eval_data is required: labelled data (an .npz with the model inputs and 'labels') "
+                         "to score each variant on.")
+    if any(r.needs_calibration for r in recipes) and calib is None:
+        raise SweepError("int8/fp8 recipes need calibration data: pass calib= (an .npz path or a CalibrationSet).")
+    model_path = Path(getattr(model, "path", model))
+    name = model_name or model_path.stem
+
+    loaded = load_model(model_path)
+    inputs = _eval_inputs(eval_data, [i["name"] for i in loaded.summary.inputs])
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(recipes) * len(backends), desc=f"measure {name}", unit="variant")
+    measured = {}
+    if table is not None and not remeasure:
+        wanted = sorted(str(b) for b in batch_sizes)
+        for row in table.load():
+            if sorted(row.get("latency") or {}) == wanted:
+                measured[(row.get("variant_path"), row.get("backend"))] = row
+    rows = []
+    try:
+        for recipe in recipes:
+            if bar is not None:
+                bar.set_postfix_str(_label(recipe))
+            uses_calib = recipe.needs_calibration or recipe.precision == "fp16"  # fp16: range safeguard
+            variant = make_variant(loaded, recipe, calib if uses_calib else None,
+                                   workspace=workspace, progress=False)
+            for backend in backends:
+                if (str(variant.path), backend) in measured:
+                    rows.append(measured[(str(variant.path), backend)])
+                    if bar is not None:
+                        bar.update(1)
+                    continue
+                row = measure_variant(variant, name, model_path, eval_data, inputs, backend=backend,
+                                      batch_sizes=batch_sizes, iterations=iterations, warmup=warmup,
+                                      threads=threads, rounds=rounds)
+                if table is not None:
+                    row["id"] = table.add(row)
+                rows.append(row)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return rows
+
+
+def rows_frame(rows: Sequence[Mapping[str, Any]], batch_sizes: Sequence[int] | None = None):
+    """A compact table of sweep rows: variant, precision, calibration, accuracy, latency, size.
+
+    Args:
+        rows: Rows from :func:`measure_variants`.
+        batch_sizes: Add a ``median_ms@b<size>`` column per batch size from each row's ``latency``
+            (default: those of the first row).
+
+    Returns:
+        A pandas DataFrame, one row per input row.
+    """
+    import pandas as pd
+
+    if batch_sizes is None:
+        batch_sizes = [int(b) for b in (rows[0].get("latency") or {})] if rows else []
+    out = []
+    for row in rows:
+        entry = {
+            "model": row.get("model"),
+            "variant": row.get("recipe_label"),
+            "precision": row.get("precision"),
+            "backend": row.get("backend"),
+            "calib": row.get("calibration_samples"),
+            "top1": row.get("top1"),
+            "top1_agreement": row.get("top1_agreement"),
+            "min_sqnr_db": row.get("min_sqnr_db"),
+        }
+        for size in batch_sizes:
+            entry[f"median_ms@b{size}"] = ((row.get("latency") or {}).get(str(size)) or {}).get("median_ms")
+        entry["size_kb"] = None if row.get("size_bytes") is None else round(row["size_bytes"] / 1024, 1)
+        entry["measured_on"] = row.get("latency_on")
+        out.append(entry)
+    return pd.DataFrame(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables for notebooks: what a variant changed, and how accurate it is
+# --------------------------------------------------------------------------------------------
+
+
+def _variants_dict(variants) -> dict:
+    if isinstance(variants, Mapping):
+        return dict(variants)
+
+    if isinstance(variants, Variant):
+        variants = [variants]
+    return {_label(v.recipe): v for v in variants}
+
+
+def describe_variants(variants):
+    """One row per variant: how it was made and what is in its graph.
+
+    Args:
+        variants: :class:`~workbench.precision.Variant` objects, a list or a label -> variant dict.
+
+    Returns:
+        A DataFrame with the label, precision, tool and version, Q/DQ node counts, Cast nodes,
+        calibration method and samples, nodes kept in FP32, whether it runs on ORT CPU itself
+        (else: measured on its emulation), file size, and whether it came from the cache.
+    """
+    import onnx
+    import pandas as pd
+
+    rows = []
+    for label, variant in _variants_dict(variants).items():
+        record = variant.record
+        ops = [n.op_type for n in onnx.load(str(variant.path), load_external_data=False).graph.node]
+        calib = record.get("calibration") or {}
+        tool = record.get("tool") or {}
+        rows.append({
+            "variant": label,
+            "precision": variant.precision,
+            "tool": f"{tool.get('name')} {tool.get('version') or ''}".strip(),
+            "QuantizeLinear": ops.count("QuantizeLinear"),
+            "DequantizeLinear": ops.count("DequantizeLinear"),
+            "Cast": ops.count("Cast"),
+            "calibration": (f"{calib.get('method')} on {calib.get('num_samples')}"
+                            if variant.recipe.needs_calibration and calib else ""),
+            "kept_fp32": ", ".join(sorted(record.get("kept_fp32") or {})),
+            "measured on (ORT CPU)": "variant" if variant.accuracy_on == "variant" else "emulation",
+            "size_kb": round(record["file"]["bytes"] / 1024, 1),
+            "cached": variant.cached,
+        })
+    return pd.DataFrame(rows)
+
+
+def op_changes(model, variants):
+    """Node count per op type in the model and in each variant (only op types that differ).
+
+    Args:
+        model: The original ONNX file (path or LoadedModel).
+        variants: Variants, a list or a label -> variant dict.
+
+    Returns:
+        A DataFrame indexed by op type, a column for the model and one per variant.
+    """
+    import collections
+
+    import onnx
+    import pandas as pd
+
+    path = getattr(model, "path", model)
+    counts = {"original": collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)}
+    for label, variant in _variants_dict(variants).items():
+        graph = onnx.load(str(variant.path), load_external_data=False).graph
+        counts[label] = collections.Counter(n.op_type for n in graph.node)
+    frame = pd.DataFrame(counts).fillna(0).astype(int)
+    frame.index.name = "op type"
+    return frame[frame.nunique(axis=1) > 1].sort_index()
+
+
+def accuracy_table(variants, eval_data, reference, *, progress: bool = False):
+    """Evaluate each variant on labelled data against the FP32 reference, on ORT CPU.
+
+    Each variant runs as :func:`measure_variant` runs it: ``variant.ort_path`` (the variant or
+    its emulation) with ``variant.ort_session_options``.
+
+    Args:
+        variants: Variants, a list or a label -> variant dict.
+        eval_data: An ``.npz`` with the model inputs and ``labels`` (or ``(inputs, labels)``).
+        reference: The FP32 model (path) to compare outputs with.
+        progress: Show a progress bar per evaluation.
+
+    Returns:
+        A DataFrame: top-1, top-5, top-1 agreement with the reference, worst cosine similarity,
+        lowest SQNR (dB), max abs error, and what ran (variant or emulation).
+    """
+    import pandas as pd
+
+
+    rows = []
+    for label, variant in _variants_dict(variants).items():
+        result = evaluate(variant.ort_path, eval_data, reference=reference,
+                          backend_options=variant.ort_session_options or None, progress=progress)
+        rows.append({
+            "variant": label,
+            "top1": result.top1,
+            "top5": result.top5,
+            "top1_agreement": result.top1_agreement,
+            "min_cosine": result.min_cosine,
+            "min_sqnr_db": result.min_sqnr_db,
+            "max_abs_error": max((o.max_abs_error for o in result.outputs.values()), default=None),
+            "ran": variant.accuracy_on,
+        })
+    return pd.DataFrame(rows)
+
+
+def evaluate_variant(variant, data, *, batch_size: int = 128) -> dict:
+    """Top-1 of a variant on labelled data (an ``.npz`` with the inputs and ``labels``).
+
+    Runs the variant itself when ORT's CPU provider executes it in its own precision, else its
+    emulation (BF16; FP16 where ORT CPU has no float16 kernels).
+
+    Returns:
+        ``{"top1", "samples", "ran", "path"}``; ``ran`` is ``"variant"`` or ``"emulation"``.
+    """
+    inputs, labels, _ = load_labelled(data, need_labels=True, what="evaluation")
+    top1 = top1_accuracy(variant.ort_path, inputs, labels, options=variant.ort_session_options, batch_size=batch_size)
+    return {"top1": top1, "samples": int(len(labels)), "ran": variant.accuracy_on, "path": str(variant.ort_path)}
