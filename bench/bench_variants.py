@@ -33,8 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from workbench.precision import Recipe  # noqa: E402
-from workbench.workflows.sweep import measure_variants, rows_frame  # noqa: E402
 from workbench.samples import sample_data_path, sample_path  # noqa: E402
+from workbench.workflows.sweep import measure_variants, rows_frame  # noqa: E402
 from workbench.workspace import write_atomic  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "variants.json"

@@ -19,7 +19,6 @@ from workbench.analysis.accuracy import (
     EvaluationError,
     cosine_per_sample,
     evaluate,
-    evaluate_command,
     sqnr_db,
     topk_hits,
 )
@@ -27,6 +26,7 @@ from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
 from workbench.datasets.arrays import InputDataError
 from workbench.model import load_model
 from workbench.samples import sample_data_path, sample_path
+from workbench.workflows.evaluate import evaluate_command
 
 CNN = sample_path("digits_cnn")
 EVAL = sample_data_path("digits_cnn", "eval")

@@ -42,8 +42,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-from browser_support import ARTIFACT_DIR, NOTEBOOK_DIR, REPO_ROOT, chromium_path, launch_chromium, start_lab
+from browser_support import (
+    ARTIFACT_DIR,
+    NOTEBOOK_DIR,
+    REPO_ROOT,
+    chromium_path,
+    launch_chromium,
+    start_lab,
+)
 
 try:
     from playwright import sync_api

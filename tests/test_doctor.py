@@ -15,14 +15,24 @@ import onnx
 import pandas as pd
 import pytest
 
-from workbench.doctor.diagnose import diagnose, results_rows
-from workbench.doctor.fix import Config, DoctorError, Evaluator, one_at_a_time, search_exclusions
-from workbench.doctor.graph import topological_nodes
-from workbench.doctor.layerwise import layerwise_compare, ort_weight_errors
-from workbench.doctor.ranges import activation_statistics, calib_vs_eval, calibration_outliers
-from workbench.doctor.engine_join import join_layer_errors
 from workbench.cli import main
 from workbench.datasets.arrays import load_npz
+from workbench.doctor.diagnose import diagnose, results_rows
+from workbench.doctor.engine_join import join_layer_errors
+from workbench.doctor.fix import (
+    Config,
+    DoctorError,
+    Evaluator,
+    one_at_a_time,
+    search_exclusions,
+)
+from workbench.doctor.graph import topological_nodes
+from workbench.doctor.layerwise import layerwise_compare, ort_weight_errors
+from workbench.doctor.ranges import (
+    activation_statistics,
+    calib_vs_eval,
+    calibration_outliers,
+)
 from workbench.samples import REPO_ROOT, sample_data_path, sample_path
 
 TEACHING = REPO_ROOT / "sample_models" / "teaching" / "digits_cnn_conv1_c5_x300.onnx"
@@ -329,7 +339,11 @@ def test_join_onnxruntime_profile_with_layerwise_errors(transformer):
 
 
 def test_figures_and_explorer(teach):
-    from workbench.views.doctor_figures import before_after_figure, error_curve_figure, sensitivity_figure
+    from workbench.views.doctor_figures import (
+        before_after_figure,
+        error_curve_figure,
+        sensitivity_figure,
+    )
     from workbench.views.doctor_widgets import DoctorExplorer
 
     report = teach.to_dict()

@@ -7,8 +7,8 @@ import json
 import onnx
 import pytest
 
-from workbench.workflows.quantize import OutputExistsError, quantize_command
 from workbench.samples import sample_data_path, sample_path
+from workbench.workflows.quantize import OutputExistsError, quantize_command
 
 
 def test_quantize_command_writes_output_and_record(tmp_path):

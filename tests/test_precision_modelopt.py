@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
 
 from workbench.datasets.calibration_sets import from_npz
-from workbench.precision import Recipe, make_variant
-from workbench.precision.modelopt_adapter import ModelOptError, modelopt_available, modelopt_kwargs, run_modelopt
+from workbench.precision import Recipe
+from workbench.precision.modelopt_adapter import (
+    ModelOptError,
+    modelopt_available,
+    modelopt_kwargs,
+    run_modelopt,
+)
 from workbench.precision.variants import resolve_tool
 from workbench.samples import sample_data_path, sample_path
 

@@ -8,10 +8,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from workbench.tables.results import ResultsTable
 from workbench.backends import tensorrt_status
 from workbench.datasets.calibration_sets import from_npz, load_calibration_set
 from workbench.precision import Recipe, make_variant
+from workbench.samples import sample_data_path, sample_path
+from workbench.tables.results import ResultsTable
+from workbench.views.calibration_view import (
+    CalibrationPreview,
+    image_of,
+    samples_figure,
+)
 from workbench.workflows.sweep import (
     SweepError,
     accuracy_table,
@@ -20,8 +26,6 @@ from workbench.workflows.sweep import (
     op_changes,
     rows_frame,
 )
-from workbench.samples import sample_data_path, sample_path
-from workbench.views.calibration_view import CalibrationPreview, image_of, samples_figure
 
 CNN = sample_path("digits_cnn")
 CALIB = sample_data_path("digits_cnn", "calib")

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 
 from workbench.analysis.accuracy import evaluate
+from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
+from workbench.samples import sample_data_path, sample_path
 from workbench.tables.results import (
     COLUMNS,
     RESULTS_FILE,
@@ -24,8 +26,6 @@ from workbench.tables.results import (
     recipe_label,
     tool_versions,
 )
-from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
-from workbench.samples import sample_data_path, sample_path
 
 
 @pytest.fixture(autouse=True)

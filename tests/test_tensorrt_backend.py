@@ -29,6 +29,44 @@ from onnx import helper
 
 from workbench.backends import BackendUnavailable, get_backend, tensorrt_status
 from workbench.backends.base import BenchmarkResult
+from workbench.backends.tensorrt.build import (
+    BuildLog,
+    BuildProgress,
+    BuildRecipe,
+    BuildRecipeError,
+    EngineLocation,
+    ParserErrorInfo,
+    Platform,
+    ShapeRange,
+    cache_key,
+    check_compatible,
+    choose_profile,
+    engine_dir,
+    engine_metadata,
+    format_compute_capability,
+    format_parser_errors,
+    load_recipe,
+    plan_build,
+    polygraphy_profile,
+    profile_to_dict,
+    resolve_progress,
+    timing_cache_path,
+    trtexec_command,
+)
+from workbench.backends.tensorrt.cache import (
+    EngineIncompatible,
+    incompatibility,
+    metadata_path_for,
+    platform_from_device_properties,
+    platform_from_trtexec_log,
+)
+from workbench.backends.tensorrt.log import (
+    LogRecord,
+    error_code_name,
+    severity_label,
+    summarize_build_log,
+)
+from workbench.backends.tensorrt.progress import ProgressEvent, TqdmProgressBars
 from workbench.backends.tensorrt.runtime import (
     InputShapeError,
     LayerTimeRecorder,
@@ -38,54 +76,24 @@ from workbench.backends.tensorrt.runtime import (
     inputs_for_engine,
     onnx_node_names,
     profile_document,
-    summarize_trace,
     trace_record,
 )
-from workbench.backends.tensorrt.build import (
+from workbench.backends.tensorrt.shapes import profile_from_dict
+from workbench.backends.tensorrt.timing import summarize_trace
+from workbench.backends.tensorrt.trt_json import (
+    check_profile,
+    import_trt,
+    summarize_times,
+)
+from workbench.backends.tensorrt.trtexec import (
     TRTEXEC_ECHO,
     TRTEXEC_NOT_ECHOED,
-    BuildLog,
-    BuildProgress,
-    BuildRecipe,
-    EngineIncompatible,
-    EngineLocation,
-    LogRecord,
-    ParserErrorInfo,
-    Platform,
-    ProgressEvent,
-    BuildRecipeError,
-    ShapeRange,
-    TqdmProgressBars,
-    cache_key,
-    check_compatible,
-    choose_profile,
-    engine_dir,
-    engine_metadata,
-    error_code_name,
-    format_compute_capability,
-    format_parser_errors,
     format_shapes_spec,
-    incompatibility,
-    load_recipe,
-    metadata_path_for,
-    model_files,
     parse_trtexec_argv,
-    plan_build,
-    platform_from_device_properties,
-    platform_from_trtexec_log,
-    polygraphy_profile,
-    profile_from_dict,
-    profile_to_dict,
-    resolve_progress,
-    severity_label,
-    sha256_files,
-    summarize_build_log,
-    timing_cache_path,
-    trtexec_command,
     trtexec_echo,
 )
-from workbench.backends.tensorrt.trt_json import check_profile, import_trt, summarize_times
 from workbench.backends.tensorrt.trtexec_log import parse_trtexec_log, split_log_line
+from workbench.model.fingerprint import model_files, sha256_files
 from workbench.samples import sample_data_path, sample_path
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "trt"
@@ -153,8 +161,8 @@ def test_get_backend_tensorrt_here():
 
 
 def test_build_and_load_say_why_without_tensorrt(tmp_path):
-    from workbench.backends.tensorrt.runtime import load_engine
     from workbench.backends.tensorrt.build import build_engine
+    from workbench.backends.tensorrt.runtime import load_engine
 
     status = tensorrt_status()
     if status is None:
@@ -507,7 +515,7 @@ def test_plan_to_dict_is_json(digits_plan):
 
 
 def test_build_command_plans_from_real_data_without_tensorrt(tmp_path):
-    from workbench.backends.tensorrt.build import build_command
+    from workbench.workflows.build import build_command
 
     eval_split = sample_data_path("digits_cnn", "eval")
     result = build_command(sample_path("digits_cnn"), "max-perf", data=eval_split, batch=16, plan_only=True)
@@ -925,8 +933,8 @@ def isolated_workspace(tmp_path, monkeypatch):
 
 @needs_gpu
 def test_gpu_build_run_matches_onnxruntime(isolated_workspace):
-    from workbench.backends.tensorrt.runtime import load_engine
     from workbench.backends.tensorrt.build import build_engine
+    from workbench.backends.tensorrt.runtime import load_engine
 
     data = np.load(sample_data_path("digits_cnn", "eval"))["input"][:16]
     events = []
@@ -962,8 +970,8 @@ def test_gpu_benchmark_layers_and_profile(isolated_workspace):
 
 @needs_gpu
 def test_gpu_refuses_engine_with_foreign_metadata(isolated_workspace):
-    from workbench.backends.tensorrt.runtime import load_engine
     from workbench.backends.tensorrt.build import build_engine
+    from workbench.backends.tensorrt.runtime import load_engine
 
     result = build_engine(sample_path("digits_cnn"), "fast-build")
     metadata = result.location.read_metadata()

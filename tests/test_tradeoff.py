@@ -11,21 +11,19 @@ import plotly.graph_objects as go
 import pytest
 
 from workbench.analysis.accuracy import evaluate
-from workbench.tables.results import ResultsTable, make_row, pareto_front
 from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
 from workbench.samples import sample_data_path, sample_path
+from workbench.tables.results import ResultsTable, make_row, pareto_front
 from workbench.views import tradeoff
 from workbench.views.tradeoff import (
-    PARETO,
     SELECTED,
-    SYMBOL_LEGEND,
     VARIANTS,
     TradeoffExplorer,
     details_html,
     figure_widget_available,
     tradeoff_figure,
-    write_html,
 )
+from workbench.views.tradeoff_figures import PARETO, SYMBOL_LEGEND, write_html
 
 
 @pytest.fixture(autouse=True)

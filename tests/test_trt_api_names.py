@@ -2,8 +2,8 @@
 
 TensorRT cannot be installed here, so the check is static. ../shared/trt-api/ lists every name
 the ``tensorrt`` Python module exposes in 10.16 and 11.1 (read from the bindings' sources; see
-its README). The tests read ``workbench/backends/trt_build.py`` and ``tensorrt_backend.py``
-with :mod:`ast` and collect:
+its README). The tests read every module of ``workbench/backends/tensorrt/`` that talks to
+TensorRT (the build side and the runtime side) with :mod:`ast` and collect:
 
 * attribute chains rooted at the name ``tensorrt`` is imported as (it must be ``trt``):
   ``trt.Builder``, ``trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED``, ``trt.nptype``...;
@@ -13,14 +13,14 @@ with :mod:`ast` and collect:
 * methods overridden in subclasses of TensorRT interfaces (``IProgressMonitor.phase_start``).
 
 Each collected name must be in the module's declared list (``TRT_BUILD_NAMES_USED``,
-``TRT_RUNTIME_NAMES_USED``; ``TRT_NAMES_USED`` is their union) and vice versa, and must exist in
+``TRT_RUNTIME_NAMES_USED`` in ``backends/tensorrt/api_names.py``; ``TRT_NAMES_USED`` is their union) and vice versa, and must exist in
 both API lists. The one documented exception is ``ILogger.log``: the lists come from the
 bindings' ``def`` calls and the abstract ``ILogger`` has none, but TensorRT's Python docs
 (python_api/infer/Core/Logger.html) tell users to subclass ``trt.ILogger`` and override
 ``log(severity, msg)``, which ``Logger.log`` (in both lists) corroborates.
 
 Version guard: a name found in only one list may be used only inside an ``if`` whose test calls
-``trt_major()``, and must be listed in ``tensorrt_backend.VERSION_GUARDED`` as
+``trt_major()``, and must be listed in ``api_names.VERSION_GUARDED`` as
 ``{"name": "10"}`` (the major version that has it). Names 11.x removed (``BuilderFlag.FP16``,
 ``IInt8Calibrator``...) can therefore not slip in unguarded.
 """
@@ -33,13 +33,17 @@ from pathlib import Path
 
 import pytest
 
-from workbench.backends import tensorrt_backend, trt_build
+from workbench.backends.tensorrt import api_names
 
 REPO = Path(__file__).resolve().parents[1]
 API_DIR = REPO.parent / "shared" / "trt-api"
+TRT_DIR = REPO / "workbench" / "backends" / "tensorrt"
+BUILD_FILES = ("recipe", "shapes", "cache", "trtexec", "progress", "log", "build")
+RUNTIME_FILES = ("runtime", "timing")
+# side -> (its files, the names it declares)
 MODULES = {
-    "trt_build": (REPO / "workbench" / "backends" / "trt_build.py", trt_build.TRT_BUILD_NAMES_USED),
-    "tensorrt_backend": (REPO / "workbench" / "backends" / "tensorrt_backend.py", tensorrt_backend.TRT_RUNTIME_NAMES_USED),
+    "build": ([TRT_DIR / f"{name}.py" for name in BUILD_FILES], api_names.TRT_BUILD_NAMES_USED),
+    "runtime": ([TRT_DIR / f"{name}.py" for name in RUNTIME_FILES], api_names.TRT_RUNTIME_NAMES_USED),
 }
 DOCUMENTED_OVERRIDES = {
     "ILogger.log": "python_api/infer/Core/Logger.html: class MyLogger(trt.ILogger): def log(self, severity, msg)",
@@ -216,9 +220,29 @@ def problems_with(usage: Usage, api: dict[str, set[str]], guarded: dict[str, str
     return problems
 
 
+def collect_files(paths) -> Usage:
+    """The TensorRT names several files use, lines as ``"file.py:line"``."""
+    merged = Usage()
+    for path in paths:
+        usage = collect(path.read_text())
+        for name, lines in usage.names.items():
+            for line in lines:
+                merged.add(name, f"{path.name}:{line}", line in usage.guarded.get(name, []))
+        merged.problems += [f"{path.name}: {problem}" for problem in usage.problems]
+    return merged
+
+
 @pytest.fixture(scope="module")
 def usages() -> dict[str, Usage]:
-    return {key: collect(path.read_text()) for key, (path, _declared) in MODULES.items()}
+    return {key: collect_files(paths) for key, (paths, _declared) in MODULES.items()}
+
+
+def test_every_tensorrt_module_is_checked():
+    # a new module under backends/tensorrt/ that touches TensorRT must join a side above
+    checked = {p.name for paths, _ in MODULES.values() for p in paths}
+    for path in TRT_DIR.glob("*.py"):
+        if "tensorrt" in path.read_text() and "import tensorrt" in path.read_text():
+            assert path.name in checked, path.name
 
 
 # ------------------------------------------------------------------------------------------
@@ -244,14 +268,14 @@ def test_declared_names_match_the_source(module, usages):
 
 
 def test_union_is_declared():
-    assert set(tensorrt_backend.TRT_NAMES_USED) == set(trt_build.TRT_BUILD_NAMES_USED) | set(
-        tensorrt_backend.TRT_RUNTIME_NAMES_USED
+    assert set(api_names.TRT_NAMES_USED) == set(api_names.TRT_BUILD_NAMES_USED) | set(
+        api_names.TRT_RUNTIME_NAMES_USED
     )
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_every_name_exists_in_tensorrt_10_and_11(module, usages, api):
-    assert problems_with(usages[module], api, tensorrt_backend.VERSION_GUARDED) == []
+    assert problems_with(usages[module], api, api_names.VERSION_GUARDED) == []
 
 
 def test_no_name_removed_in_11_is_used_unguarded(usages, api):
@@ -263,7 +287,7 @@ def test_no_name_removed_in_11_is_used_unguarded(usages, api):
 
 def test_no_bindings_api():
     # TensorRT 10 removed the binding-index API; the name-based I/O API replaces it.
-    for path, _declared in MODULES.values():
+    for path in [p for paths, _declared in MODULES.values() for p in paths]:
         source = path.read_text()
         for old in ("get_binding_", "num_bindings", "execute_async_v2", "binding_is_input", "max_batch_size"):
             assert old not in source, (path.name, old)
@@ -276,7 +300,7 @@ def test_documented_override_is_corroborated(api):
 
 
 def test_version_guarded_entries_are_single_version(api):
-    for name, version in tensorrt_backend.VERSION_GUARDED.items():
+    for name, version in api_names.VERSION_GUARDED.items():
         other = "11" if version == "10" else "10"
         assert version in ("10", "11") and name in api[version] and name not in api[other], name
 

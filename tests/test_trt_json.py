@@ -16,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench.tables.engine_table import LAYER_COLUMNS, PROFILE_COLUMNS
 from workbench.backends.tensorrt.trt_json import (
     TrtJsonError,
     format_without_dtype,
@@ -28,6 +27,7 @@ from workbench.backends.tensorrt.trt_json import (
     precision_warnings,
     summarize_times,
 )
+from workbench.tables.engine_table import LAYER_COLUMNS, PROFILE_COLUMNS
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "trt"
 DETAILED_FOLDERS = {

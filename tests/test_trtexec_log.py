@@ -21,7 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from workbench.backends.tensorrt.trtexec_log import parse_statistics, parse_trtexec_log, version_from_tag
+from workbench.backends.tensorrt.trtexec_log import (
+    parse_statistics,
+    parse_trtexec_log,
+    version_from_tag,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "trt"
 YOLO_LOG = FIXTURES / "yolo-int8-trtexec-8.5" / "trt.out"
