@@ -256,7 +256,7 @@ def cmd_build(args):
 
     result = build_command(
         args.model, args.recipe, batch=args.batch, data=args.data, rebuild=args.rebuild,
-        plan_only=args.plan_only, progress=None if args.json else "tqdm",
+        plan_only=args.plan_only, progress="log",
     )
     if args.json:
         return result
@@ -321,7 +321,7 @@ def cmd_quantize(args):
     result = quantize_command(
         args.model, args.precision, calib=args.calib, method=args.method, exclude=args.exclude,
         output=args.output, exclude_op_types=args.exclude_op_types, per_channel=not args.per_tensor,
-        num_samples=args.samples, tool=args.tool, overwrite=args.force, progress=not args.json,
+        num_samples=args.samples, tool=args.tool, overwrite=args.force, progress="log",
     )
     if args.json:
         return result
@@ -361,7 +361,7 @@ def cmd_doctor(args):
     report = doctor_command(
         args.model, args.calib, args.eval, target_drop=args.target_drop, method=args.method,
         per_channel=False if args.per_tensor else None, layerwise_samples=args.layerwise_samples,
-        calib_sizes=args.calib_sizes, latency=not args.no_latency, progress=None if args.json else "log",
+        calib_sizes=args.calib_sizes, latency=not args.no_latency, progress="log",
     )
     if args.json:
         return report

@@ -34,6 +34,7 @@ import onnx
 from workbench.backends import get_backend
 from workbench.datasets.arrays import InputDataError, load_labelled
 from workbench.errors import WorkbenchError
+from workbench.progress import resolve_progress
 from workbench.tables.results import tool_versions
 
 # Error statistics whose per-batch values can be combined exactly into whole-data-set values.
@@ -244,7 +245,7 @@ def evaluate(
     rtol: float = DEFAULT_RTOL,
     check_error_stat: str = "elemwise",
     limit: int | None = None,
-    progress: bool = False,
+    progress: Any = False,
 ) -> EvaluationResult:
     """Measure a variant's accuracy on a data set, and its agreement with a reference.
 
@@ -267,7 +268,7 @@ def evaluate(
         check_error_stat: ``"elemwise"`` (every element within ``atol`` or ``rtol``), ``"max"``
             or ``"mean"`` (that statistic within ``atol`` or ``rtol``).
         limit: Evaluate only the first ``limit`` samples.
-        progress: Show a progress bar.
+        progress: See :mod:`workbench.progress` (True or "tqdm": a bar; "log": log lines).
 
     Returns:
         The :class:`EvaluationResult`.
@@ -293,8 +294,7 @@ def evaluate(
 
     acc = _Accumulator(top_k=top_k, labels=labels, atol=atol, rtol=rtol,
                        check_error_stat=check_error_stat)
-    bar = _progress_bar(samples, progress)
-    try:
+    with resolve_progress(progress).task("evaluate", samples, unit="sample") as task:
         for start, feed, count in iter_batches(inputs, batch["size"], pad=batch["fixed"]):
             outputs = run_checked(runner, feed, shapes, "variant", start, count)
             ref_outputs = None
@@ -302,11 +302,7 @@ def evaluate(
                 ref_outputs = run_checked(ref_runner, feed, engine_input_shapes(ref_runner),
                                           "reference", start, count)
             acc.add(outputs, ref_outputs, start, count)
-            if bar is not None:
-                bar.update(count)
-    finally:
-        if bar is not None:
-            bar.close()
+            task.update(count)
 
     return acc.result(
         variant=describe_model(variant),
@@ -554,13 +550,6 @@ def _trim(array: np.ndarray, batch: int, count: int) -> np.ndarray:
         return array[:count]
     return array
 
-
-def _progress_bar(total: int, show: bool):
-    if not show:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="sample", desc="evaluate")
 
 
 # --------------------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ from workbench.doctor.ranges import (
 )
 from workbench.model import load_model
 from workbench.precision import Recipe
+from workbench.progress import resolve_progress
 from workbench.tables.results import make_row, new_row_id
 
 METHODS = ("minmax", "entropy", "percentile", "distribution")
@@ -122,40 +123,24 @@ PHASES = ("accuracy of FP32 and naive INT8", "layerwise comparison", "ranges and
 
 
 class _Progress:
-    """Reports the doctor's phases: ``None`` (silent), ``"log"`` (INFO lines on the ``workbench``
-    logger), ``"tqdm"`` (one bar over the phases; ipywidgets in a notebook), or a callable taking
-    one message."""
+    """The doctor's phases as one task of :mod:`workbench.progress` (``"log"`` on the CLI, a bar
+    in a notebook)."""
 
     def __init__(self, progress):
-        if progress not in (None, False, "log", "tqdm") and not callable(progress):
-            raise DoctorError(f"progress must be None, 'log', 'tqdm' or a callable, got {progress!r}.")
-        self.kind, self.bar, self.started = progress, None, False
-        if progress == "tqdm":
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=len(PHASES), desc="doctor", unit="phase")
+        try:
+            self.task = resolve_progress(progress).task("doctor", len(PHASES), unit="phase")
+        except ValueError as err:
+            raise DoctorError(str(err)) from None
+        self.started = False
 
     def phase(self, name: str, detail: str = "") -> None:
-        message = f"doctor: {name}" + (f" ({detail})" if detail else "")
-        if self.bar is not None:
-            if self.started:
-                self.bar.update(1)
-            self.started = True
-            self.bar.set_description(f"doctor: {name}")
-        elif self.kind == "log":
-            import logging
-
-            logging.getLogger("workbench").info(message)
-        elif callable(self.kind):
-            self.kind(message)
+        # a phase's start reports the previous one as done
+        self.task.update(1 if self.started else 0, name + (f" ({detail})" if detail else ""))
+        self.started = True
 
     def close(self, detail: str = "") -> None:
-        if self.bar is not None:
-            self.bar.update(self.bar.total - self.bar.n)
-            self.bar.set_description("doctor: done")
-            self.bar.close()
-        elif self.kind:
-            self.phase("done", detail)
+        self.task.update(self.task.total - self.task.done, detail or "done")
+        self.task.close()
 
 
 # --------------------------------------------------------------------------------------------

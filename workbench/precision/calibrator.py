@@ -50,7 +50,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import onnx
@@ -93,6 +93,7 @@ from workbench.backends.onnxruntime.session import (
     ort_session,
     session_options,
 )
+from workbench.progress import resolve_progress
 
 # A percentile tail longer than this per batch is counted with a full histogram instead.
 MAX_TAIL = 1 << 16
@@ -584,27 +585,18 @@ def _batches(calib, batch_size: int):
     return gen(), total
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="sample", leave=False)
-
-
 def _run(session, calib, batch_size, fetch, desc, *, progress, extra_feed=None):
     """Run ``session`` over every batch; returns (fetched outputs per batch, samples per batch)."""
     feeds, total = _batches(calib, batch_size)
     results, counts = [], []
-    with _progress(total, desc, progress) as bar:
+    with resolve_progress(progress).task(desc, total, unit="sample") as task:
         for feed in feeds:
             n = next(iter(feed.values())).shape[0]
             if extra_feed:
                 feed = {**feed, **extra_feed}
             results.append(session.run(fetch, feed))
             counts.append(n)
-            if bar is not None:
-                bar.update(n)
+            task.update(n)
     return results, counts
 
 
@@ -690,7 +682,7 @@ def calibrate(
     *,
     op_types: Sequence[str] | None = None,
     batch_size: int = 16,
-    progress: bool = True,
+    progress: Any = True,
     threads: int | None = None,
     histograms: str = "auto",
     exact: bool = False,
@@ -706,7 +698,7 @@ def calibrate(
         op_types: Calibrate the tensors of these op types (ORT's ``op_types_to_calibrate``);
             None or empty for every node.
         batch_size: Samples per run (a model with a fixed batch size uses that).
-        progress: Show a progress bar (tqdm; a widget in notebooks).
+        progress: See :mod:`workbench.progress` (True or "tqdm": a bar; "log": log lines).
         threads: ORT intra-op threads (None: ORT's default).
         histograms: ``"auto"`` computes only what the ranges depend on; ``"full"`` also builds
             every histogram method's full histogram, so the result carries ORT's ``hist``,

@@ -7,6 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from workbench.progress import PROGRESS_HELP, Progress
+from workbench.progress import resolve_progress as resolve_workbench_progress
+
 
 @dataclass(frozen=True)
 class ProgressEvent:
@@ -175,12 +178,36 @@ def make_progress_monitor(progress: BuildProgress):
     """A TensorRT ``IProgressMonitor`` that reports to ``progress`` (needs TensorRT)."""
     return _progress_monitor_class()(progress)
 
+class PhaseTasks:
+    """Draw :class:`ProgressEvent` as tasks of a :class:`workbench.progress.Progress` (one per
+    top-level phase), so ``"log"`` and shared reporters work for builds as for all long work."""
+
+    def __init__(self, reporter: Progress):
+        self.reporter = reporter
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if event.depth > 0:  # nested phases are too fine for a log; bars show them (TqdmProgressBars)
+            return
+        if event.kind == "start":
+            self.tasks[event.phase] = self.reporter.task(f"build: {event.phase}", event.total)
+            return
+        task = self.tasks.get(event.phase)
+        if task is None:
+            return
+        task.update(event.done - task.done)
+        if event.kind == "finish":
+            task.close()
+            del self.tasks[event.phase]
+
+
 def resolve_progress(progress: Any) -> BuildProgress | None:
     """Turn the ``progress`` argument of :func:`build_engine` into a :class:`BuildProgress`.
 
     Args:
-        progress: None (no progress), ``"tqdm"`` (bars), a :class:`BuildProgress`, or a callable
-            taking :class:`ProgressEvent`.
+        progress: The one convention of :mod:`workbench.progress` (None, False, True,
+            ``"tqdm"``: nested bars per build phase; ``"log"``; a :class:`workbench.progress.Progress`),
+            plus a :class:`BuildProgress` or a callable taking :class:`ProgressEvent`.
 
     Returns:
         The progress tracker or None.
@@ -191,6 +218,8 @@ def resolve_progress(progress: Any) -> BuildProgress | None:
         return progress
     if progress == "tqdm" or progress is True:
         return BuildProgress(TqdmProgressBars())
+    if progress == "log" or isinstance(progress, Progress):
+        return BuildProgress(PhaseTasks(resolve_workbench_progress(progress)))
     if callable(progress):
         return BuildProgress(progress)
-    raise ValueError(f"progress must be None, 'tqdm', a BuildProgress or a callable; got {progress!r}")
+    raise ValueError(f"{PROGRESS_HELP}; got {progress!r}")
