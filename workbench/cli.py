@@ -8,11 +8,15 @@ Errors go to stderr as one line naming the problem and the fix, with a non-zero 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
+import traceback
 from typing import Callable
+
+import pandas as pd
 
 from workbench.backends import BackendUnavailable, get_backend, tensorrt_status
 from workbench.backends.tensorrt.trt_json import import_trt
@@ -31,6 +35,7 @@ from workbench.workflows.quantize import quantize_command
 log = logging.getLogger("workbench")
 
 EXIT_BAD_INPUT = 2
+_JSON_REQUESTED = [False]  # set by main() before parsing, so argparse errors can answer in JSON too
 
 # name -> (run(args) -> dict | int | None, add_arguments(parser), help text)
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
@@ -63,6 +68,48 @@ def _json_default(value):
     return str(value)
 
 
+def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in [minimum, maximum], refused in one line otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def number(minimum: float, *, inclusive: bool = True) -> Callable[[str], float]:
+    """An argparse type: a finite number >= minimum (> minimum unless inclusive)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (value >= minimum if inclusive else value > minimum) or value != value or value in (
+                float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"must be {'at least' if inclusive else 'more than'} {minimum:g}, got {text}")
+        return value
+
+    return parse
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (and as JSON with --json), exit 2."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        if _JSON_REQUESTED[0]:
+            _print_json({"error": message})
+        sys.exit(EXIT_BAD_INPUT)
+
+
 # --- inspect -------------------------------------------------------------------------------
 
 
@@ -81,7 +128,6 @@ def _inspect_args(parser):
     _inspect_args,
 )
 def cmd_inspect(args):
-
     model = load_model(args.model, allow_unknown_domains=args.allow_unknown_domains)
     summary = model.summary
     if args.json:
@@ -102,14 +148,13 @@ def cmd_inspect(args):
 
 def _lab_args(parser):
     parser.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8888, help="port (default 8888, next free if taken)")
+    parser.add_argument("--port", type=whole_number(1, 65535), default=8888, help="port (default 8888, next free if taken)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
     parser.add_argument("--notebook", default="00_tour.ipynb", help="notebook to open first")
 
 
 @command("lab", "start JupyterLab on the notebooks (127.0.0.1, with a token)", _lab_args)
 def cmd_lab(args):
-
     launch = prepare_lab(ip=args.ip, port=args.port, open_browser=not args.no_browser, notebook=args.notebook)
     if args.json:
         return {"command": launch.argv, "url": launch.url}
@@ -123,12 +168,12 @@ def _model_input_args(parser, *, model_required: bool):
     parser.add_argument("model", nargs=None if model_required else "?", help="path to an .onnx file")
     parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "tensorrt"])
     parser.add_argument("--data", help=".npz with one array per model input (default: random inputs)")
-    parser.add_argument("--batch", type=int, default=1, help="samples per inference (default 1)")
+    parser.add_argument("--batch", type=whole_number(1), default=1, help="samples per inference (default 1)")
     parser.add_argument(
         "--level", default="all", choices=["disable", "basic", "extended", "all"],
         help="ONNX Runtime graph optimization level (default all)",
     )
-    parser.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: ORT's)")
+    parser.add_argument("--threads", type=whole_number(1), help="ONNX Runtime intra-op threads (default: ORT's)")
 
 
 def _engine_and_inputs(args):
@@ -151,7 +196,7 @@ def _engine_and_inputs(args):
 
 def _profile_args(parser):
     _model_input_args(parser, model_required=False)
-    parser.add_argument("--iterations", type=int, default=20, help="profiled runs (default 20)")
+    parser.add_argument("--iterations", type=whole_number(1), default=20, help="profiled runs (default 20)")
     parser.add_argument("--trt-layers", help="trtexec --exportLayerInfo JSON (or engine inspector JSON)")
     parser.add_argument("--trt-profile", help="trtexec --exportProfile JSON")
     parser.add_argument("--trt-times", help="trtexec --exportTimes JSON")
@@ -163,9 +208,7 @@ def _profile_args(parser):
     _profile_args,
 )
 def cmd_profile(args):
-
     if args.trt_layers:
-
         table = import_trt(args.trt_layers, args.trt_profile, args.trt_times)
         source = {"trt_layers": args.trt_layers, "trt_profile": args.trt_profile, "trt_times": args.trt_times}
     elif args.model:
@@ -187,8 +230,6 @@ def cmd_profile(args):
     if args.json:
         return result
     columns = [c for c in ("name", "type", "precision", "time_ms", "share") if c in table]
-    import pandas as pd
-
     with pd.option_context("display.max_rows", 500, "display.width", 200, "display.max_colwidth", 70):
         print(table[columns].to_string(index=False))
     print(json.dumps(result["totals"]))
@@ -199,9 +240,9 @@ def cmd_profile(args):
 
 def _bench_args(parser):
     _model_input_args(parser, model_required=True)
-    parser.add_argument("--iterations", type=int, default=200, help="timed runs (default 200)")
-    parser.add_argument("--warmup", type=int, default=20, help="untimed runs first (default 20)")
-    parser.add_argument("--duration", type=float, help="run at least this many seconds as well")
+    parser.add_argument("--iterations", type=whole_number(1), default=200, help="timed runs (default 200)")
+    parser.add_argument("--warmup", type=whole_number(0), default=20, help="untimed runs first (default 20)")
+    parser.add_argument("--duration", type=number(0, inclusive=False), help="run at least this many seconds as well")
 
 
 @command(
@@ -211,11 +252,9 @@ def _bench_args(parser):
 )
 def cmd_bench(args):
     if args.backend == "tensorrt":  # MODEL is an engine file built by `workbench build`/trtexec
-
         problem = tensorrt_status()
         if problem:
             raise BackendUnavailable(problem)
-
         return _print_bench(args, bench_engine(
             args.model, data=args.data, batch=args.batch, iterations=args.iterations,
             warmup=args.warmup, duration_s=args.duration,
@@ -242,7 +281,7 @@ def _print_bench(args, data: dict):
 def _build_args(parser):
     parser.add_argument("model", help="path to an .onnx file (precision lives in the graph: FP16 casts, Q/DQ)")
     parser.add_argument("--recipe", default=None, help="preset (default, fast-build, max-perf) or a recipe .json")
-    parser.add_argument("--batch", type=int, help="the batch the engine will mostly run (profile opt)")
+    parser.add_argument("--batch", type=whole_number(1), help="the batch the engine will mostly run (profile opt)")
     parser.add_argument("--data", help=".npz whose shapes set the optimization profile")
     parser.add_argument("--rebuild", action="store_true", help="build even when the cached engine is current")
     parser.add_argument(
@@ -253,7 +292,6 @@ def _build_args(parser):
 
 @command("build", "build a TensorRT engine (strongly typed) and print the equivalent trtexec command", _build_args)
 def cmd_build(args):
-
     result = build_command(
         args.model, args.recipe, batch=args.batch, data=args.data, rebuild=args.rebuild,
         plan_only=args.plan_only, progress="log",
@@ -274,13 +312,12 @@ def _evaluate_args(parser):
     parser.add_argument("model", help="path to an .onnx file (a variant, or the FP32 model)")
     parser.add_argument("--data", required=True, help=".npz with one array per model input, plus labels")
     parser.add_argument("--reference", help="FP32 .onnx to compare the outputs with")
-    parser.add_argument("--batch", type=int, default=64, help="samples per inference (default 64)")
-    parser.add_argument("--limit", type=int, help="use only the first N samples")
+    parser.add_argument("--batch", type=whole_number(1), default=64, help="samples per inference (default 64)")
+    parser.add_argument("--limit", type=whole_number(1), help="use only the first N samples")
 
 
 @command("evaluate", "top-1/top-5 against labels and output agreement with an FP32 reference", _evaluate_args)
 def cmd_evaluate(args):
-
     result = evaluate_command(args.model, args.data, args.reference, batch_size=args.batch, limit=args.limit)
     if args.json:
         return result
@@ -307,7 +344,7 @@ def _quantize_args(parser):
                         help="ONNX node names kept in FP32 (mixed precision)")
     parser.add_argument("--exclude-op-types", nargs="+", default=[], metavar="OP",
                         help="op types kept in FP32")
-    parser.add_argument("--samples", type=int, help="calibration samples to use (default: all)")
+    parser.add_argument("--samples", type=whole_number(1), help="calibration samples to use (default: all)")
     parser.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
     parser.add_argument("--tool", default="auto", choices=["auto", "onnxruntime", "modelopt"],
                         help="quantization tool (auto: ModelOpt when installed and asked for, else ONNX Runtime)")
@@ -317,7 +354,6 @@ def _quantize_args(parser):
 
 @command("quantize", "make a precision variant (FP16/BF16 casts or INT8/FP8 Q/DQ) of an ONNX model", _quantize_args)
 def cmd_quantize(args):
-
     result = quantize_command(
         args.model, args.precision, calib=args.calib, method=args.method, exclude=args.exclude,
         output=args.output, exclude_op_types=args.exclude_op_types, per_channel=not args.per_tensor,
@@ -341,21 +377,20 @@ def _doctor_args(parser):
     parser.add_argument("--calib", required=True, help="calibration .npz (one array per model input)")
     parser.add_argument("--eval", required=True,
                         help="labelled evaluation .npz (one array per model input, plus 'labels')")
-    parser.add_argument("--target-drop", type=float, default=0.5,
+    parser.add_argument("--target-drop", type=number(0), default=0.5,
                         help="allowed top-1 drop of the fix, in percentage points (default 0.5)")
     parser.add_argument("--method", choices=["minmax", "entropy", "percentile", "distribution"],
                         help="calibration method of the naive INT8 recipe (default minmax)")
     parser.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales (default per-channel)")
-    parser.add_argument("--layerwise-samples", type=int, default=256,
+    parser.add_argument("--layerwise-samples", type=whole_number(1), default=256,
                         help="evaluation samples the layerwise comparison uses (default 256)")
-    parser.add_argument("--calib-sizes", type=int, nargs="+", metavar="N",
+    parser.add_argument("--calib-sizes", type=whole_number(1), nargs="+", metavar="N",
                         help="also measure accuracy against calibration-set size (one evaluation each)")
     parser.add_argument("--no-latency", action="store_true", help="skip the ONNX Runtime latency measurement")
 
 
 @command("doctor", "find which layers lose INT8 accuracy, why, and the smallest mixed-precision fix", _doctor_args)
 def cmd_doctor(args):
-
     if args.layerwise_samples < 1:
         raise WorkbenchError(f"--layerwise-samples must be at least 1, got {args.layerwise_samples}.")
     report = doctor_command(
@@ -381,37 +416,62 @@ def cmd_doctor(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="workbench",
         description="trt-workbench: inspect ONNX models, and profile, quantize and benchmark them "
         "with ONNX Runtime or TensorRT.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
     for name, (_func, add_arguments, help_text) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
+        sp = sub.add_parser(name, help=help_text, description=help_text, prog=f"workbench {name}")
         add_arguments(sp)
         sp.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
 
+@contextlib.contextmanager
+def _cli_logging(verbose: bool):
+    """Log lines of the ``workbench`` logger on the current stderr while a command runs."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    saved = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False  # this handler prints it; no second copy through the root logger
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
+
+
 def main(argv=None) -> int:
     """Entry point of the ``workbench`` command. Returns the exit code."""
     parser = build_parser()
+    _JSON_REQUESTED[0] = "--json" in (sys.argv[1:] if argv is None else list(argv))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
     func = COMMANDS[args.command][0]
     try:
-        result = func(args)
+        with _cli_logging(args.verbose):
+            result = func(args)
     except (WorkbenchError, ValueError, FileNotFoundError) as err:
         print(f"workbench {args.command}: error: {err}", file=sys.stderr)
         if args.json:
             _print_json({"error": str(err)})
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"workbench {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug, not bad input: one line, the traceback only with -v
+        if args.verbose:
+            traceback.print_exc()
+        print(f"workbench {args.command}: internal error: {type(err).__name__}: {err} "
+              "(run with -v for the traceback, and please report it)", file=sys.stderr)
+        if args.json:
+            _print_json({"error": f"internal error: {type(err).__name__}: {err}"})
+        return 1
     if isinstance(result, int):
         return result
     if args.json and result is not None:

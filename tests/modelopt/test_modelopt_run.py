@@ -6,7 +6,8 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from workbench.precision import Recipe, evaluate_variant, make_variant
+from workbench.precision import Recipe, make_variant
+from workbench.workflows import evaluate_variant
 from workbench.precision.modelopt_adapter import modelopt_available
 from workbench.precision.variants import VariantError
 from workbench.samples import sample_data_path, sample_path

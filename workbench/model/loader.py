@@ -114,9 +114,19 @@ def _check_is_file(path: Path) -> None:
 
 
 def _parse(path: Path) -> onnx.ModelProto:
+    with open(path, "rb") as handle:
+        head = handle.read(64).lstrip()
+    if head.startswith((b"{", b"[")):
+        raise ModelLoadError(
+            path,
+            "is a JSON file, not an ONNX model.",
+            "Give the .onnx file; for TensorRT's JSON exports (engine.graph.json, profile.json) use "
+            "`workbench profile --trt-layers FILE [--trt-profile FILE]` or workbench.import_trt().",
+        )
     try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, RuntimeError, ValueError) as err:
+        # always protobuf: onnx.load would read a *.json name as ONNX's JSON text format
+        proto = onnx.load(str(path), format="protobuf", load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError, TypeError, UnicodeDecodeError) as err:
         raise ModelLoadError(
             path,
             f"is not a readable ONNX model ({type(err).__name__}: {err}); the file is not ONNX "
