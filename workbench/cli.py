@@ -435,16 +435,14 @@ def _cli_logging(verbose: bool):
     """Log lines of the ``workbench`` logger on the current stderr while a command runs."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    saved = log.level, log.propagate
+    saved = log.level
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    log.propagate = False  # this handler prints it; no second copy through the root logger
     try:
         yield
     finally:
         log.removeHandler(handler)
-        log.setLevel(saved[0])
-        log.propagate = saved[1]
+        log.setLevel(saved)
 
 
 def main(argv=None) -> int:
