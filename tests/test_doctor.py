@@ -17,7 +17,7 @@ import pytest
 
 from workbench.cli import main
 from workbench.datasets.arrays import load_npz
-from workbench.doctor.diagnose import diagnose, results_rows
+from workbench.doctor.diagnose import diagnose
 from workbench.doctor.engine_join import join_layer_errors
 from workbench.doctor.fix import (
     Config,
@@ -33,9 +33,11 @@ from workbench.doctor.ranges import (
     calib_vs_eval,
     calibration_outliers,
 )
+from workbench.doctor.report import results_rows
+from workbench.doctor.teaching import teaching_case_path
 from workbench.samples import REPO_ROOT, sample_data_path, sample_path
 
-TEACHING = REPO_ROOT / "sample_models" / "teaching" / "digits_cnn_conv1_c5_x300.onnx"
+TEACHING = teaching_case_path("digits_cnn_conv1_c5_x300")
 CONV, CONSUMER, CHANNEL = "/features/conv1/Conv", "/features/dwconv2/Conv", 5
 READ = "/features/relu1/Relu_output_0"  # conv1 -> bn1 -> relu1 -> dwconv2
 CNN_CALIB = sample_data_path("digits_cnn", "calib")
@@ -295,6 +297,90 @@ def test_transformer_real_case(transformer):
 
 
 # --------------------------------------------------------------------------------------------
+# Tables: the report's parts as DataFrames, row for row
+
+
+def _same(a, b) -> bool:
+    """Equal, or both missing (NaN, None, pd.NA)."""
+    if isinstance(a, list) or isinstance(b, list):
+        return a == b
+    if pd.isna(a) or pd.isna(b):
+        return bool(pd.isna(a) and pd.isna(b))
+    return a == b
+
+
+def test_culprits_frame_is_the_culprit_list(teach):
+    frame = teach.culprits_frame()
+    assert list(frame.columns) == ["node", "op_type", "role", "local_sqnr_db", "local_channel_sqnr_db",
+                                   "accum_sqnr_db", "added_db", "damage_db", "confirmed_cost_pp", "excluded_by_fix",
+                                   "flags", "reason"]
+    assert frame.index.name == "rank" and frame.index.tolist() == list(range(1, len(teach.culprits) + 1))
+    assert frame["node"].tolist() == [c["node"] for c in teach.culprits]  # worst first, as listed
+    for row, culprit in zip(frame.to_dict("records"), teach.culprits):
+        evidence = culprit["evidence"]
+        assert (row["op_type"], row["role"], row["reason"]) == (culprit["op_type"], culprit["role"], culprit["reason"])
+        for key in ("local_sqnr_db", "local_channel_sqnr_db", "accum_sqnr_db", "added_db", "damage_db",
+                    "confirmed_cost_pp"):
+            assert _same(row[key], evidence.get(key, float("nan"))), (culprit["node"], key)
+        assert row["flags"] == ", ".join(evidence["flags"])
+        assert row["excluded_by_fix"] == evidence["excluded_by_fix"]
+    # the known answer reads off the table: the consumer adds the error, the fix confirmed it; conv1 is the source
+    worst, source = frame.loc[1], frame.loc[2]
+    assert worst["node"] == CONSUMER and worst["excluded_by_fix"] and worst["confirmed_cost_pp"] > 50
+    assert "underflow" in worst["flags"].split(", ") and worst["local_sqnr_db"] < 10
+    assert source["node"] == CONV and "source of range" in source["role"] and pd.isna(source["confirmed_cost_pp"])
+
+
+def test_summary_frame_is_the_reports_headline(teach, transformer):
+    report = teach.to_dict()
+    frame = teach.summary_frame()
+    assert frame.index.tolist() == [TEACHING.stem] and frame.index.name == "model"
+    assert list(frame.columns) == ["fp32_accuracy", "int8_accuracy", "fixed_accuracy", "drop_pp", "fixed_drop_pp",
+                                   "target_drop", "target_met", "fix_needed", "exclude", "method",
+                                   "drop_calibration_samples", "evaluations", "eval_samples"]
+    row = frame.iloc[0]
+    for key in ("fp32_accuracy", "int8_accuracy", "fixed_accuracy", "drop_pp", "fixed_drop_pp", "target_drop",
+                "target_met", "fix_needed", "evaluations", "eval_samples"):
+        assert row[key] == report[key], key
+    for key in ("exclude", "method", "drop_calibration_samples"):
+        assert row[key] == report["recipe"][key], key
+    assert row["exclude"] == [CONSUMER] and row["evaluations"] == 5 and row["eval_samples"] == 360
+    both = pd.concat([frame, transformer.summary_frame()])  # one row per diagnosis
+    assert both.index.tolist() == [TEACHING.stem, "digits_transformer"]
+    assert both.loc["digits_transformer", "fp32_accuracy"] == transformer.fp32_accuracy
+
+
+def test_flags_frame_is_the_flag_list(teach, transformer):
+    frame = teach.flags_frame()
+    assert list(frame.columns) == ["kind", "node", "tensor", "value", "channel", "message"]
+    assert len(frame) == len(teach.flags) > 0 and str(frame["channel"].dtype) == "Int64"
+    for row, flag in zip(frame.to_dict("records"), teach.flags):
+        for key in ("kind", "node", "tensor", "value", "channel", "message"):
+            assert _same(row[key], flag.get(key)), key  # a flag without a channel: missing
+    outlier = frame[(frame["kind"] == "channel-outlier") & (frame["node"] == CONSUMER)].iloc[0]
+    assert outlier["channel"] == CHANNEL and outlier["tensor"] == READ
+    assert frame[frame["kind"] == "underflow"]["channel"].isna().all()  # only channel flags name a channel
+    quiet = transformer.flags_frame()
+    assert list(quiet.columns) == list(frame.columns) and len(quiet) == len(transformer.flags)
+
+
+def test_evaluations_frame_is_the_evaluation_log(teach):
+    frame = teach.evaluations_frame()
+    assert list(frame.columns) == ["what", "top1", "seconds", "exclude", "method", "drop_samples", "num_samples",
+                                   "path"]
+    log = teach.evaluation_log
+    assert len(frame) == len(log) == teach.evaluations
+    for key in ("what", "top1", "seconds", "path"):
+        assert frame[key].tolist() == [e[key] for e in log], key
+    assert frame.loc[0, "what"] == "fp32" and frame.loc[0, "exclude"] is None and pd.isna(frame.loc[0, "num_samples"])
+    for row, entry in zip(frame.to_dict("records")[1:], log[1:]):
+        for key in ("exclude", "method", "drop_samples", "num_samples"):
+            assert _same(row[key], entry["config"][key]), key
+    sizes = frame[frame["what"].str.startswith("calibration size")]["num_samples"].tolist()
+    assert sizes == [8, 64]
+
+
+# --------------------------------------------------------------------------------------------
 # Engine layers joined with errors
 
 
@@ -369,7 +455,10 @@ def test_figures_and_explorer(teach):
 
 
 def _run(capsys, argv):
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as stop:  # argparse refuses a malformed or out-of-range option before the doctor runs
+        code = stop.code
     out = capsys.readouterr()
     return code, out
 
@@ -409,6 +498,9 @@ def test_diagnose_refuses_bad_arguments(ws):
         diagnose(TEACHING, CNN_CALIB, CNN_EVAL, recipe="fp16", workspace=ws)
     with pytest.raises(DoctorError, match="at least 1"):
         diagnose(TEACHING, CNN_CALIB, CNN_EVAL, calib_sizes=[0], latency=False, workspace=ws)
+    for bad in (-1, float("nan"), "half"):
+        with pytest.raises(DoctorError, match="target_drop"):
+            diagnose(TEACHING, CNN_CALIB, CNN_EVAL, target_drop=bad, workspace=ws)
 
 
 @pytest.fixture(scope="module")
@@ -429,7 +521,7 @@ def bad_files(tmp_path_factory):
     ({"--calib": "nan.npz"}, "NaN"),
     ({"--calib": "wrongname.npz"}, "input"),
     ({"--eval": "fewlabels.npz"}, "label"),
-    ({"--target-drop": "-1"}, "target_drop"),
+    ({"--target-drop": "-1"}, "--target-drop"),  # refused by the CLI's range check
     ({"--target-drop": "50000"}, "percentage points"),
     ({"model": "missing.onnx"}, "missing.onnx"),
 ])

@@ -329,6 +329,56 @@ def layerwise_compare(
     if variant_level not in LEVELS:
         raise ValueError(f"variant_level must be one of {list(LEVELS)}, got {variant_level!r}.")
     quantized = quantized_nodes(variant_model)
+    runs = _open_runs(fp32_model, variant_model, quantized, variant_level)
+    stats = _Stats.start(fp32_model, quantized, runs)
+    total = next(iter(inputs.values())).shape[0]
+    count = total if max_samples is None else min(total, int(max_samples))
+    if count < 1:
+        raise ValueError("no samples to compare (max_samples or the data is empty).")
+    for start in range(0, count, batch_size):
+        feed = {k: np.ascontiguousarray(v[start:min(start + batch_size, count)]) for k, v in inputs.items()}
+        stats.add(runs, feed, keep_values=keep_values if start == 0 else None)
+    return _result(fp32_model, quantized, runs, stats, count, variant_level)
+
+
+@dataclass
+class _Runs:
+    """The two ONNX Runtime runs of a comparison and the tensors each exposes.
+
+    Attributes:
+        local: The FP32 model plus local copies of the quantized nodes (Q/DQ emulated).
+        variant: The variant, at the asked optimization level.
+        local_names, variant_names: Their output names, in run order.
+        mapping: :func:`build_local_model`'s node -> ``{"outputs", "qdq"}`` (original -> copy tensor).
+        tensors: Every float tensor a node of the FP32 model writes (topological order).
+        compared: Those the variant also writes (their accumulated error is measured).
+    """
+
+    local: object
+    variant: object
+    local_names: list
+    variant_names: list
+    mapping: dict
+    tensors: list
+    compared: list
+
+
+def _open_runs(fp32_model: onnx.ModelProto, variant_model: onnx.ModelProto, quantized: Mapping[str, QuantizedNode],
+               variant_level: str) -> _Runs:
+    """Build the local model and open both sessions with every compared tensor as an output.
+
+    Args:
+        fp32_model: The FP32 model.
+        variant_model: Its Q/DQ variant.
+        quantized: :func:`quantized_nodes` of the variant.
+        variant_level: ORT optimization level of the variant run (the local run never optimizes).
+
+    Returns:
+        The :class:`_Runs`.
+
+    Raises:
+        DoctorGraphError: The variant is not a Q/DQ model of this FP32 model.
+    """
     local_model, mapping = build_local_model(fp32_model, variant_model, quantized)
     tensors = float_node_outputs(fp32_model)
     local_outputs = [out for m in mapping.values() for out in m["outputs"].values()]
@@ -338,64 +388,113 @@ def layerwise_compare(
     local_session = ort_session(add_outputs(local_model, tensors + local_outputs + qdq_outputs),
                                 {"graph_optimization_level": "disable"})
     variant_session = ort_session(add_outputs(variant_model, compared), {"graph_optimization_level": variant_level})
-    local_names = [o.name for o in local_session.get_outputs()]
-    variant_names = [o.name for o in variant_session.get_outputs()]
+    return _Runs(local_session, variant_session, [o.name for o in local_session.get_outputs()],
+                 [o.name for o in variant_session.get_outputs()], mapping, tensors, compared)
 
-    accum = {t: PairStats() for t in compared}
-    op_of = {n.name: n.op_type for n in fp32_model.graph.node}
-    local = {orig: PairStats(channel_axis=channel_axis_for(op_of.get(name, ""), output=True))
-             for name, m in mapping.items() for orig in m["outputs"]}
-    input_stats: dict[tuple[str, str], InputStats] = {}
-    for name, qn in quantized.items():
-        for qi in qn.activations:
-            scale = float(np.ravel(qi.scale)[0])
-            input_stats[(name, qi.tensor)] = InputStats(
-                clip=float(np.max(qi.clip_range())), scale=scale, qmin=qmin_of(qi.qdtype),
-                channel_axis=channel_axis_for(op_of.get(name, "")))
-    samples: dict[str, dict] = {}
 
-    total = next(iter(inputs.values())).shape[0]
-    count = total if max_samples is None else min(total, int(max_samples))
-    if count < 1:
-        raise ValueError("no samples to compare (max_samples or the data is empty).")
-    for start in range(0, count, batch_size):
-        feed = {k: np.ascontiguousarray(v[start:min(start + batch_size, count)]) for k, v in inputs.items()}
+@dataclass
+class _Stats:
+    """The streaming statistics of a comparison and the kept value samples.
+
+    Attributes:
+        accum: Compared tensor -> FP32 vs variant (accumulated error).
+        local: Quantized node output -> FP32 vs its local copy (the node's own error).
+        inputs: (node, quantized activation) -> :class:`InputStats`.
+        samples: Tensor -> kept values (see :attr:`LayerwiseResult.samples`).
+    """
+
+    accum: dict
+    local: dict
+    inputs: dict
+    samples: dict = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, fp32_model: onnx.ModelProto, quantized: Mapping[str, QuantizedNode], runs: _Runs) -> _Stats:
+        """Empty statistics for every compared tensor, local output and quantized activation.
+
+        Args:
+            fp32_model: The FP32 model (op types give the channel axes).
+            quantized: :func:`quantized_nodes` of the variant (scales and clipping ranges).
+            runs: The opened runs.
+
+        Returns:
+            The :class:`_Stats`.
+        """
+        op_of = {n.name: n.op_type for n in fp32_model.graph.node}
+        local = {orig: PairStats(channel_axis=channel_axis_for(op_of.get(name, ""), output=True))
+                 for name, m in runs.mapping.items() for orig in m["outputs"]}
+        input_stats: dict[tuple[str, str], InputStats] = {}
+        for name, qn in quantized.items():
+            for qi in qn.activations:
+                scale = float(np.ravel(qi.scale)[0])
+                input_stats[(name, qi.tensor)] = InputStats(
+                    clip=float(np.max(qi.clip_range())), scale=scale, qmin=qmin_of(qi.qdtype),
+                    channel_axis=channel_axis_for(op_of.get(name, "")))
+        return cls({t: PairStats() for t in runs.compared}, local, input_stats)
+
+    def add(self, runs: _Runs, feed: Mapping[str, np.ndarray], *, keep_values: int | None = None) -> None:
+        """Run one batch through both runs and add it to the statistics.
+
+        Args:
+            runs: The opened runs.
+            feed: Input name -> one batch.
+            keep_values: Keep this many values per tensor from this batch (None: keep none).
+        """
         lvals = dict(feed)
-        lvals.update(zip(local_names, local_session.run(local_names, feed)))
-        vvals = dict(zip(variant_names, variant_session.run(variant_names, feed)))
-        for t in compared:
-            accum[t].add(lvals[t], vvals[t])
-        for name, m in mapping.items():
+        lvals.update(zip(runs.local_names, runs.local.run(runs.local_names, feed)))
+        vvals = dict(zip(runs.variant_names, runs.variant.run(runs.variant_names, feed)))
+        for t in runs.compared:
+            self.accum[t].add(lvals[t], vvals[t])
+        for name, m in runs.mapping.items():
             for orig, out in m["outputs"].items():
-                local[orig].add(lvals[orig], lvals[out])
+                self.local[orig].add(lvals[orig], lvals[out])
             for tensor, qout in m["qdq"].items():
-                input_stats[(name, tensor)].add(lvals[tensor], lvals[qout])
-        if start == 0:
-            for t in tensors:
-                entry = {"fp32": _sample(lvals[t], keep_values)}
-                if t in vvals:
-                    entry["int8"] = _sample(vvals[t], keep_values)
-                samples[t] = entry
-            for m in mapping.values():
-                for orig, out in m["outputs"].items():
-                    samples[orig]["local"] = _sample(lvals[out], keep_values)
-                for tensor, qout in m["qdq"].items():
-                    entry = samples.setdefault(tensor, {"fp32": _sample(lvals[tensor], keep_values)})
-                    entry.setdefault("qdq", _sample(lvals[qout], keep_values))
+                self.inputs[(name, tensor)].add(lvals[tensor], lvals[qout])
+        if keep_values is not None:
+            self._keep(runs, lvals, vvals, keep_values)
 
-    heads = list(quantized)
-    groups = fusion_groups(fp32_model, heads)
-    tensor_table = _tensor_table(fp32_model, tensors, accum, local, quantized, groups)
-    node_table = _node_table(fp32_model, quantized, groups, tensor_table, local, input_stats)
-    inputs_table = pd.DataFrame([{"node": node, "tensor": tensor, **stats.summary()}
-                                 for (node, tensor), stats in input_stats.items()])
+    def _keep(self, runs: _Runs, lvals: dict, vvals: dict, keep: int) -> None:
+        """Keep evenly spaced values of every tensor: FP32, the variant's, the local copy's, Q/DQ'd."""
+        for t in runs.tensors:
+            entry = {"fp32": _sample(lvals[t], keep)}
+            if t in vvals:
+                entry["int8"] = _sample(vvals[t], keep)
+            self.samples[t] = entry
+        for m in runs.mapping.values():
+            for orig, out in m["outputs"].items():
+                self.samples[orig]["local"] = _sample(lvals[out], keep)
+            for tensor, qout in m["qdq"].items():
+                entry = self.samples.setdefault(tensor, {"fp32": _sample(lvals[tensor], keep)})
+                entry.setdefault("qdq", _sample(lvals[qout], keep))
+
+
+def _result(fp32_model: onnx.ModelProto, quantized: Mapping[str, QuantizedNode], runs: _Runs, stats: _Stats,
+            count: int, variant_level: str) -> LayerwiseResult:
+    """The tables of a finished comparison.
+
+    Args:
+        fp32_model: The FP32 model.
+        quantized: :func:`quantized_nodes` of the variant.
+        runs: The runs (which tensors were compared).
+        stats: The statistics over all batches.
+        count: Samples compared.
+        variant_level: ORT optimization level of the variant run.
+
+    Returns:
+        The :class:`LayerwiseResult`.
+    """
+    groups = fusion_groups(fp32_model, list(quantized))
+    tensor_table = _tensor_table(fp32_model, runs.tensors, stats.accum, stats.local, quantized, groups)
+    node_table = _node_table(fp32_model, quantized, groups, tensor_table, stats.local, stats.inputs)
+    inputs_table = pd.DataFrame([{"node": node, "tensor": tensor, **s.summary()}
+                                 for (node, tensor), s in stats.inputs.items()])
     weights_table = weight_table(fp32_model, quantized)
     if not weights_table.empty:
         worst = weights_table.groupby("node")["sqnr_db"].min()
         node_table["weight_sqnr_db"] = node_table["node"].map(worst).astype(float)
         per_channel = weights_table.groupby("node")["per_channel"].all()
         node_table["weight_per_channel"] = node_table["node"].map(per_channel)
-    return LayerwiseResult(tensor_table, node_table, inputs_table, weights_table, samples, count, quantized,
+    return LayerwiseResult(tensor_table, node_table, inputs_table, weights_table, stats.samples, count, quantized,
                            variant_level)
 
 

@@ -12,6 +12,10 @@ than before, and activations are quantized per tensor, so that channel sets the 
 other channel is left with a handful of quantization levels (most of its values round to 0).
 The two layers involved, the Conv whose channel was scaled and the node reading it, are the
 known answer the doctor must find.
+
+Three such copies of ``digits_cnn`` are committed in ``sample_models/teaching/``:
+:func:`teaching_cases` names them, :func:`teaching_case_path` finds one's file and
+:func:`teaching_case` reads its answer (a :class:`TeachingCase`).
 """
 
 from __future__ import annotations
@@ -22,16 +26,19 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pandas as pd
 from onnx import numpy_helper
 
 from workbench.backends.onnxruntime.session import ort_session
 from workbench.errors import WorkbenchError
+from workbench.samples import SAMPLE_DIR
 
 # Ops a positive per-channel scale passes through unchanged in position.
 PASS_THROUGH = ("Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Identity", "Dropout",
                 "LeakyRelu")
 CONSUMERS = ("Conv", "Gemm", "MatMul")
 METADATA_KEY = "workbench.teaching_case"
+TEACHING_DIR = SAMPLE_DIR / "teaching"  # the committed cases (sample_models/teaching/README.md)
 
 
 class TeachingCaseError(WorkbenchError, ValueError):
@@ -231,6 +238,94 @@ def teaching_answer(model) -> dict | None:
         if entry.key == METADATA_KEY:
             return json.loads(entry.value)
     return None
+
+
+def teaching_cases() -> list[str]:
+    """Names of the committed teaching cases (``digits_cnn_conv1_c5_x300``, ...), sorted.
+
+    Each is a copy of the ``digits_cnn`` sample (use its calibration and evaluation data) with one
+    Conv channel rescaled; ``sample_models/teaching/README.md`` tells each one's story.
+    """
+    return sorted(p.stem for p in TEACHING_DIR.glob("*.onnx"))
+
+
+def teaching_case_path(name: str) -> Path:
+    """Path of a committed teaching case's ``.onnx`` file.
+
+    Args:
+        name: A name from :func:`teaching_cases`.
+
+    Returns:
+        The path.
+
+    Raises:
+        TeachingCaseError: No committed case has that name (the message lists them).
+    """
+    path = TEACHING_DIR / f"{name}.onnx"
+    if not path.is_file():
+        raise TeachingCaseError(f"no teaching case named {name!r}; expected one of {teaching_cases()} in "
+                                f"{TEACHING_DIR}. Rebuild them with "
+                                "`python sample_models/teaching/make_teaching_cases.py`.")
+    return path
+
+
+@dataclass(frozen=True)
+class TeachingCase:
+    """A teaching model and its known answer (what :func:`make_teaching_case` stored in it).
+
+    Attributes:
+        name: The model file's stem.
+        path: The model file.
+        conv: The Conv whose output channel was multiplied (the source of the range).
+        consumer: The weighted node whose input channel was divided (it adds the INT8 error).
+        channel: The rescaled channel.
+        factor: The factor.
+        batchnorm: The BatchNormalization adjusted with the Conv, or None.
+        through: Nodes between the two that pass the channel through.
+    """
+
+    name: str
+    path: Path
+    conv: str
+    consumer: str
+    channel: int
+    factor: float
+    batchnorm: str | None
+    through: tuple[str, ...]
+
+    def frame(self) -> pd.DataFrame:
+        """The answer as one row indexed by the case's name: ``conv``, ``consumer``, ``channel``,
+        ``factor``, ``batchnorm`` and ``through`` (list)."""
+        row = {"conv": self.conv, "consumer": self.consumer, "channel": self.channel, "factor": self.factor,
+               "batchnorm": self.batchnorm, "through": list(self.through)}
+        return pd.DataFrame([row], index=pd.Index([self.name], name="teaching case"))
+
+
+def teaching_case(name_or_path) -> TeachingCase:
+    """A teaching case with its known answer.
+
+    Args:
+        name_or_path: A name from :func:`teaching_cases`, or the path of a model saved from
+            :func:`make_teaching_case`.
+
+    Returns:
+        The :class:`TeachingCase`.
+
+    Raises:
+        TeachingCaseError: No such case or file, or the model carries no teaching answer.
+    """
+    path = Path(name_or_path)
+    if not path.is_file():
+        if path.suffix == ".onnx" or len(path.parts) > 1:  # a path, not a committed case's name
+            raise TeachingCaseError(f"{path}: no such model file. Give a file saved from make_teaching_case or "
+                                    f"one of {teaching_cases()}.")
+        path = teaching_case_path(str(name_or_path))
+    answer = teaching_answer(path)
+    if answer is None:
+        raise TeachingCaseError(f"{path} carries no teaching answer (metadata {METADATA_KEY!r}); make one with "
+                                "make_teaching_case(model, conv, channel, factor) and save it.")
+    return TeachingCase(path.stem, path, answer["conv"], answer["consumer"], int(answer["channel"]),
+                        float(answer["factor"]), answer.get("batchnorm"), tuple(answer.get("through", ())))
 
 
 def max_output_difference(original, changed, inputs) -> float:

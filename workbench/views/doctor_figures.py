@@ -9,7 +9,7 @@ Each takes what :func:`workbench.doctor.diagnose.diagnose` produced (or the JSON
 - :func:`channel_ranges_figure`: per-channel ranges of a weight or an activation;
 - :func:`sensitivity_figure`: the ranking of quantized nodes, with confirmed costs;
 - :func:`before_after_figure`: before/after on the workbench's tradeoff plot
-  (:func:`workbench.views.tradeoff.tradeoff_figure` of :func:`~workbench.doctor.diagnose.results_rows`);
+  (:func:`workbench.views.tradeoff.tradeoff_figure` of :func:`~workbench.doctor.report.results_rows`);
 - :func:`calibration_size_figure`, :func:`search_figure`, :func:`layer_error_figure`.
 """
 
@@ -272,7 +272,7 @@ def before_after_figure(rows: Sequence[Mapping[str, Any]], *, target_top1: float
     """Before/after on the workbench's tradeoff plot: top-1 against ONNX Runtime latency.
 
     Args:
-        rows: Results rows (:func:`workbench.doctor.diagnose.results_rows`: FP32, naive INT8 and
+        rows: Results rows (:func:`workbench.doctor.report.results_rows`: FP32, naive INT8 and
             the fix; other :class:`~workbench.tables.results.ResultsTable` rows may join them).
         target_top1: The accuracy the fix must reach (fraction), drawn as a dotted line.
 

@@ -1,6 +1,6 @@
 """The doctor's explorer: a thin ipywidgets controller over :mod:`workbench.views.doctor_figures`.
 
-:class:`DoctorExplorer` shows a :class:`~workbench.doctor.diagnose.Diagnosis` in tabs (summary
+:class:`DoctorExplorer` shows a :class:`~workbench.doctor.report.Diagnosis` in tabs (summary
 and culprits, the error curve, ranges with a tensor picker, sensitivity and the fix search,
 before/after). Picking a tensor redraws its histogram with every method's clipping range, its
 per-channel ranges and the drill-down of its FP32 vs INT8 values.
@@ -13,7 +13,7 @@ import html
 import ipywidgets as widgets
 import pandas as pd
 
-from workbench.doctor.diagnose import results_rows
+from workbench.doctor.report import results_rows
 from workbench.views.doctor_figures import (
     before_after_figure,
     channel_ranges_figure,
@@ -61,7 +61,7 @@ class DoctorExplorer(widgets.VBox):
     """Tabs over a diagnosis.
 
     Args:
-        diagnosis: A :class:`workbench.doctor.diagnose.Diagnosis`.
+        diagnosis: A :class:`workbench.doctor.report.Diagnosis`.
     """
 
     def __init__(self, diagnosis):
