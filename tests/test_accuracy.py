@@ -169,6 +169,11 @@ def test_int8_variant_agreement_matches_independent_figures(int8_path, data):
     assert 0.9 < out.cosine_min < 1.0
     assert not out.passed  # INT8 is not within Polygraphy's default 1e-5 tolerances
     assert result.top1_agreement == pytest.approx((var.argmax(1) == ref.argmax(1)).mean())
+    frame = result.outputs_frame()  # the --json figures as a table, one column per output
+    assert list(frame.columns) == ["logits"]
+    assert frame["logits"].to_dict() == result.to_dict()["outputs"]["logits"]
+    assert frame.loc["sqnr_db", "logits"] == pytest.approx(expected_sqnr, rel=1e-6)
+    assert evaluate(int8_path, EVAL).outputs_frame().empty  # no reference, nothing to compare
     loose = evaluate(int8_path, EVAL, reference=CNN, atol=10.0, rtol=10.0, check_error_stat="max")
     assert loose.outputs["logits"].passed
 

@@ -157,3 +157,26 @@ def test_unknown_method_and_no_tensors_refused(case):
         calibrate(model, calib, "kl")
     with pytest.raises(CalibrationError, match="no float tensor to calibrate"):
         calibrate(model, calib, "minmax", op_types=["NonMaxSuppression"], progress=False)
+
+
+def test_calibrator_keeps_its_public_names():
+    """The calib_* modules hold the pieces; the calibrator and the package face still offer them."""
+    import workbench.precision as face
+    import workbench.precision.calibrator as cal
+    from workbench.precision import (
+        calib_graph,
+        calib_options,
+        calib_ranges,
+        calib_reference,
+    )
+
+    names = ("CalibrationError", "CalibrationOptions", "CalibrationResult", "canonical_method", "METHODS",
+             "select_tensors", "derivations", "build_range_model", "build_histogram_model", "histogram_spec",
+             "make_session", "calibrate", "thresholds_from_histograms", "ArrayReader", "ort_calibrate",
+             "compare_ranges", "prepare_for_calibration", "fixed_batch_size", "elements_per_sample", "MAX_TAIL")
+    assert set(names) <= set(cal.__all__)
+    assert cal.CalibrationOptions is calib_options.CalibrationOptions is face.CalibrationOptions
+    assert cal.build_histogram_model is calib_graph.build_histogram_model
+    assert cal.thresholds_from_histograms is calib_ranges.thresholds_from_histograms
+    assert cal.ort_calibrate is calib_reference.ort_calibrate is face.ort_calibrate
+    assert face.calibrate is cal.calibrate and face.prepare_for_calibration is cal.prepare_for_calibration

@@ -11,14 +11,20 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from workbench.analysis.accuracy import top1_accuracy
 from workbench.datasets.arrays import InputDataError
-from workbench.precision import Recipe, evaluate_variant, make_variant
+from workbench.precision import Recipe, make_variant
 from workbench.precision.calibrator import ArrayReader, prepare_for_calibration
-from workbench.precision.evaluate import top1_accuracy
 from workbench.precision.lowp import ort_cpu_upcast_ops
 from workbench.precision.qdq import tensorrt_extra_options
-from workbench.precision.variants import VariantError, list_variants, load_variant
+from workbench.precision.variants import (
+    VariantError,
+    list_variants,
+    load_variant,
+    variants_frame,
+)
 from workbench.samples import sample_data_path, sample_path
+from workbench.workflows.sweep import evaluate_variant
 
 MODELS = ("digits_cnn", "digits_transformer")
 
@@ -274,6 +280,12 @@ def test_cache_returns_same_path_and_new_recipe_new_file(tmp_path):
     fewer = build("digits_cnn", Recipe("int8", num_samples=64), tmp_path)
     assert fewer.path != first.path and fewer.record["calibration"]["num_samples"] == 64
     assert len(list_variants(tmp_path)) == 3
+    frame = variants_frame(tmp_path)  # the same records as a table, newest first
+    assert list(frame.columns) == ["file", "name", "precision", "created", "bytes"]
+    assert frame["file"].tolist() == [r["file"]["path"] for r in list_variants(tmp_path)]
+    assert set(frame["file"]) == {v.path.name for v in (first, other, fewer)}
+    assert frame.set_index("file").loc[first.path.name, "bytes"] == first.path.stat().st_size
+    assert variants_frame(tmp_path / "empty").empty
     assert load_variant(first.path).record["key"] == first.record["key"]
 
 

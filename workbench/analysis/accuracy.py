@@ -218,6 +218,17 @@ class EvaluationResult:
         data["versions"] = dict(self.versions)
         return data
 
+    def outputs_frame(self):
+        """Agreement with the reference per output, as a table of the ``--json`` figures.
+
+        Returns:
+            A pandas DataFrame: one column per output, one row per figure of
+            :meth:`OutputAgreement.to_dict`; empty without a reference.
+        """
+        import pandas as pd
+
+        return pd.DataFrame({name: o.to_dict() for name, o in self.outputs.items()})
+
 
 def json_float(value) -> float | None:
     """``value`` as a float, or None if it is None, NaN or infinite (strict JSON has neither)."""
@@ -280,40 +291,69 @@ def evaluate(
             model fails to run, or an argument is invalid.
     """
     batch_size, top_k = _check_args(batch_size, top_k, atol, rtol, check_error_stat, limit)
+    run = _prepare(variant, dataset, reference, backend, backend_options, batch_size=batch_size, limit=limit)
+    acc = _Accumulator(top_k=top_k, labels=run.labels, atol=atol, rtol=rtol, check_error_stat=check_error_stat)
+    _run_all(run, acc, progress)
+    return acc.result(variant=describe_model(variant),
+                      reference=None if reference is None else describe_model(reference),
+                      backend=getattr(run.runner, "backend", None) or _backend_name(backend),
+                      dataset=run.source, samples=run.samples, batch_size=run.batch["size"],
+                      has_labels=run.labels is not None, versions=tool_versions())
+
+
+@dataclass
+class _Run:
+    """An evaluation ready to run (:func:`_prepare`): the engines, the checked data, the batch."""
+
+    runner: Any  # the variant's engine
+    ref_runner: Any  # the reference's, or None
+    inputs: dict
+    labels: np.ndarray | None
+    source: str  # where the data came from
+    samples: int
+    shapes: dict | None  # the variant's declared input shapes, if it says
+    batch: dict  # {"size", "fixed"} from _batch_for
+
+
+def _prepare(variant, dataset, reference, backend, backend_options, *, batch_size: int, limit) -> _Run:
+    """Build the engines and load the data, refusing data that does not fit them.
+
+    Args:
+        variant, dataset, reference, backend, backend_options, batch_size, limit: As
+            :func:`evaluate` takes them (``batch_size`` checked).
+
+    Returns:
+        The :class:`_Run`.
+    """
     runner = as_engine(variant, backend, backend_options, what="variant")
-    ref_runner = None if reference is None else as_engine(reference, backend, backend_options,
-                                                          what="reference")
+    ref_runner = None if reference is None else as_engine(reference, backend, backend_options, what="reference")
     inputs, labels, source = load_labelled(dataset, engine_input_names(runner), limit=limit)
-    samples = next(iter(inputs.values())).shape[0]
     shapes = engine_input_shapes(runner)
     check_input_shapes(inputs, shapes, source, what="variant")
     if ref_runner is not None:
         _check_same_inputs(engine_input_names(runner), engine_input_names(ref_runner))
         check_input_shapes(inputs, engine_input_shapes(ref_runner), source, what="reference")
-    batch = _batch_for(batch_size, runner, ref_runner)
+    return _Run(runner, ref_runner, inputs, labels, source, next(iter(inputs.values())).shape[0], shapes,
+                _batch_for(batch_size, runner, ref_runner))
 
-    acc = _Accumulator(top_k=top_k, labels=labels, atol=atol, rtol=rtol,
-                       check_error_stat=check_error_stat)
-    with resolve_progress(progress).task("evaluate", samples, unit="sample") as task:
-        for start, feed, count in iter_batches(inputs, batch["size"], pad=batch["fixed"]):
-            outputs = run_checked(runner, feed, shapes, "variant", start, count)
+
+def _run_all(run: _Run, acc: "_Accumulator", progress: Any) -> None:
+    """Run the variant (and the reference, in lockstep) over every batch into ``acc``.
+
+    Args:
+        run: The prepared evaluation.
+        acc: Collects the metrics.
+        progress: See :mod:`workbench.progress`.
+    """
+    with resolve_progress(progress).task("evaluate", run.samples, unit="sample") as task:
+        for start, feed, count in iter_batches(run.inputs, run.batch["size"], pad=run.batch["fixed"]):
+            outputs = run_checked(run.runner, feed, run.shapes, "variant", start, count)
             ref_outputs = None
-            if ref_runner is not None:
-                ref_outputs = run_checked(ref_runner, feed, engine_input_shapes(ref_runner),
+            if run.ref_runner is not None:
+                ref_outputs = run_checked(run.ref_runner, feed, engine_input_shapes(run.ref_runner),
                                           "reference", start, count)
             acc.add(outputs, ref_outputs, start, count)
             task.update(count)
-
-    return acc.result(
-        variant=describe_model(variant),
-        reference=None if reference is None else describe_model(reference),
-        backend=getattr(runner, "backend", None) or _backend_name(backend),
-        dataset=source,
-        samples=samples,
-        batch_size=batch["size"],
-        has_labels=labels is not None,
-        versions=tool_versions(),
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,10 +374,8 @@ def _check_args(batch_size, top_k, atol, rtol, check_error_stat, limit) -> tuple
         if not (isinstance(value, (int, float)) and value >= 0):
             raise EvaluationError(f"{name} must be a number >= 0, got {value!r}")
     if check_error_stat not in CHECK_ERROR_STATS:
-        raise EvaluationError(
-            f"check_error_stat must be one of {CHECK_ERROR_STATS}, got {check_error_stat!r} "
-            "(median and quantile cannot be combined across batches)"
-        )
+        raise EvaluationError(f"check_error_stat must be one of {CHECK_ERROR_STATS}, got {check_error_stat!r} "
+                              "(median and quantile cannot be combined across batches)")
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise EvaluationError(f"limit must be a positive integer or None, got {limit!r}")
     return int(batch_size), ks
@@ -372,7 +410,6 @@ def as_engine(model, backend="onnxruntime", options: Mapping[str, Any] | None = 
             "onnx.ModelProto, a LoadedModel, or an engine with run(inputs) -> dict"
         )
     if isinstance(backend, str):
-
         backend = get_backend(backend)
     try:
         return backend.build(model, options)
@@ -385,8 +422,7 @@ def as_engine(model, backend="onnxruntime", options: Mapping[str, Any] | None = 
 
 
 def _is_engine(obj) -> bool:
-    return callable(getattr(obj, "run", None)) and not isinstance(obj, (str, os.PathLike,
-                                                                           onnx.ModelProto))
+    return callable(getattr(obj, "run", None)) and not isinstance(obj, (str, os.PathLike, onnx.ModelProto))
 
 
 def _backend_name(backend) -> str:
@@ -531,8 +567,7 @@ def run_checked(engine, feed: Mapping[str, np.ndarray], shapes: Mapping[str, lis
         got = ", ".join(f"'{n}' {list(a.shape)} {a.dtype}" for n, a in feed.items())
         expected = ""
         if shapes:
-            expected = "; the model expects " + ", ".join(
-                f"'{n}' {_dims_text(s)}" for n, s in shapes.items())
+            expected = "; the model expects " + ", ".join(f"'{n}' {_dims_text(s)}" for n, s in shapes.items())
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise EvaluationError(
             f"the {what} failed on samples {start}..{start + count - 1}: {first_line}. "
@@ -549,7 +584,6 @@ def _trim(array: np.ndarray, batch: int, count: int) -> np.ndarray:
     if count < batch and array.ndim and array.shape[0] == batch:
         return array[:count]
     return array
-
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import onnx
@@ -186,7 +186,6 @@ def sidecar_for(path) -> Path:
 
 
 def _load(model):
-
     if isinstance(model, LoadedModel):
         return model
     if isinstance(model, onnx.ModelProto):
@@ -195,7 +194,12 @@ def _load(model):
     return load_model(model)
 
 
-def _recipe(recipe) -> Recipe:
+def as_recipe(recipe) -> Recipe:
+    """``recipe`` as a :class:`Recipe`: a Recipe as is, a precision name or a recipe dict converted.
+
+    Raises:
+        RecipeError: Anything else (or an invalid name or dict).
+    """
     if isinstance(recipe, Recipe):
         return recipe
     if isinstance(recipe, str):
@@ -241,16 +245,13 @@ def tool_info(tool: str) -> dict:
     if tool == "onnxruntime":
         return {"name": "onnxruntime.quantization", "version": onnxruntime.__version__}
     if tool == "onnxconverter-common":
-
         return {"name": "onnxconverter-common", "version": converter_version()}
     if tool == "modelopt":
-
         return {"name": "modelopt", "version": modelopt_version()}
     return {"name": "none", "version": None}
 
 
 def _calibration_set(calib, loaded, recipe: Recipe):
-
     if calib is None:
         return None
     return load_calibration_set(
@@ -302,7 +303,61 @@ def make_variant(model, recipe, calib=None, *, workspace=None, progress: bool = 
             message names the problem and the fix.
     """
     started = time.perf_counter()
-    recipe = _recipe(recipe)
+    target = _target(model, recipe, calib, workspace)
+    cached = _cached(target.path, target.key)
+    if cached is not None:
+        return cached
+    built = _build(target, calib, progress)
+    emulation_path = _save_files(target, built)
+    runs, ort_options = _ort_check(target.path, built.get("ort_session_options") or {})
+    record = _record(target, built, emulation_path, runs=runs, ort_options=ort_options, started=started)
+    write_atomic(sidecar_for(target.path), json.dumps(record, indent=2, default=_json_default) + "\n")
+    return Variant(target.path, record, False, emulation_path)
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The variant :func:`make_variant` is about to make (or find in the cache), and where.
+
+    Attributes:
+        recipe: The recipe.
+        loaded: The source model.
+        tool: What makes it (:func:`resolve_tool`); ``info`` its name and version.
+        calib_set: The calibration samples the variant uses, or None.
+        model_sha: The source model's sha256.
+        key: The cache key (:func:`variant_key`).
+        folder: The variants folder; ``stem`` the file name without ``.onnx``.
+    """
+
+    recipe: Recipe
+    loaded: LoadedModel
+    tool: str
+    info: dict
+    calib_set: Any
+    model_sha: str
+    key: str
+    folder: Path
+    stem: str
+
+    @property
+    def path(self) -> Path:
+        """The variant's ONNX file."""
+        return self.folder / f"{self.stem}.onnx"
+
+
+def _target(model, recipe, calib, workspace) -> _Target:
+    """Check the arguments, load the model and the samples, and name the variant by its cache key.
+
+    Args:
+        model, recipe, calib, workspace: As :func:`make_variant` takes them.
+
+    Returns:
+        The :class:`_Target` (its folder created).
+
+    Raises:
+        VariantError, RecipeError, InputDataError, ModelLoadError: As :func:`make_variant`.
+    """
+    recipe = as_recipe(recipe)
     loaded = _load(model)
     tool = resolve_tool(recipe)
     if recipe.needs_calibration and calib is None:
@@ -321,34 +376,74 @@ def make_variant(model, recipe, calib=None, *, workspace=None, progress: bool = 
     folder.mkdir(parents=True, exist_ok=True)
     kind = f"{recipe.precision}-{recipe.method}" if recipe.precision in QUANTIZED else recipe.precision
     stem = f"{_safe(loaded.path.stem)}.{kind}.{key}"  # the name is a label, not part of the key
-    path = folder / f"{stem}.onnx"
+    return _Target(recipe, loaded, tool, info, calib_set, model_sha, key, folder, stem)
 
-    cached = _cached(path, key)
-    if cached is not None:
-        return cached
 
+def _build(target: _Target, calib, progress: bool) -> dict:
+    """Run the precision's builder.
+
+    Args:
+        target: The variant to make.
+        calib: The calibration data as given (to note it when the precision needs none).
+        progress: Show calibration progress bars.
+
+    Returns:
+        The builder's dict (see the Builders section below).
+    """
     builders = {"fp32": _build_fp32, "fp16": _build_fp16, "bf16": _build_bf16, "int8": _build_quantized,
                 "fp8": _build_quantized}
-    built = builders[recipe.precision](loaded, recipe, calib_set, tool=tool, progress=progress, folder=folder)
-    if calib is not None and calib_set is None:
+    recipe = target.recipe
+    built = builders[recipe.precision](target.loaded, recipe, target.calib_set, tool=target.tool,
+                                       progress=progress, folder=target.folder)
+    if calib is not None and target.calib_set is None:
         built.setdefault("notes", []).append(f"calibration data given but not used: {recipe.precision} needs none")
-    _save_model(built["model"], path, raw=built.get("raw"))
-    emulation_path = None
-    if built.get("emulation") is not None:
-        emulation_path = folder / f"{stem}.ort-emulation.onnx"
-        _save_model(built["emulation"], emulation_path)
-    runs, ort_options = _ort_check(path, built.get("ort_session_options") or {})
-    record = {
+    return built
+
+
+def _save_files(target: _Target, built: dict) -> Path | None:
+    """Write the variant (and its ORT-CPU emulation, if any) atomically into the variants folder.
+
+    Args:
+        target: The variant.
+        built: The builder's dict.
+
+    Returns:
+        The emulation's path, or None.
+    """
+    _save_model(built["model"], target.path, raw=built.get("raw"))
+    if built.get("emulation") is None:
+        return None
+    emulation_path = target.folder / f"{target.stem}.ort-emulation.onnx"
+    _save_model(built["emulation"], emulation_path)
+    return emulation_path
+
+
+def _record(target: _Target, built: dict, emulation_path: Path | None, *, runs: bool, ort_options: dict,
+            started: float) -> dict:
+    """The variant's sidecar record (see the module docstring).
+
+    Args:
+        target: The variant (its file written).
+        built: The builder's dict.
+        emulation_path: The emulation file, or None.
+        runs: Whether ORT's CPU provider loads the variant; ``ort_options`` with these options.
+        started: ``time.perf_counter()`` when :func:`make_variant` began.
+
+    Returns:
+        The JSON-able record.
+    """
+    recipe, loaded, path = target.recipe, target.loaded, target.path
+    return {
         "format": VARIANT_FORMAT,
-        "key": key,
+        "key": target.key,
         "name": recipe.label,
         "precision": recipe.precision,
         "recipe": recipe.to_dict(),
         "recipe_hash": recipe.hash(),
-        "tool": info,
+        "tool": target.info,
         "versions": _versions(),
-        "source_model": {"path": str(loaded.path), "sha256": model_sha, "bytes": loaded.path.stat().st_size},
-        "calibration": _calibration_record(calib_set, built.get("calibration")),
+        "source_model": {"path": str(loaded.path), "sha256": target.model_sha, "bytes": loaded.path.stat().st_size},
+        "calibration": _calibration_record(target.calib_set, built.get("calibration")),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "file": {"path": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)},
         "emulation": ({"path": emulation_path.name, "bytes": emulation_path.stat().st_size,
@@ -362,8 +457,6 @@ def make_variant(model, recipe, calib=None, *, workspace=None, progress: bool = 
         "details": built.get("details", {}),
         "seconds": round(time.perf_counter() - started, 4),
     }
-    write_atomic(sidecar_for(path), json.dumps(record, indent=2, default=_json_default) + "\n")
-    return Variant(path, record, False, emulation_path)
 
 
 def load_variant(path) -> Variant:
@@ -395,7 +488,6 @@ def _cached(path: Path, key: str) -> Variant | None:
 
 
 def _check_names(loaded, recipe: Recipe) -> None:
-
     names = set(recipe.exclude_nodes) | set(recipe.keep_fp32_nodes)
     try:
         check_node_names(loaded.proto, sorted(names), "keep out of the reduced precision")
@@ -408,7 +500,6 @@ def _versions() -> dict:
 
     versions = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
     try:
-
         versions["onnxconverter-common"] = converter_version()
     except ImportError:
         pass
@@ -457,8 +548,15 @@ def _save_model(model: onnx.ModelProto, path: Path, *, raw: bytes | None = None)
 
 
 def _ort_check(path: Path, options: dict) -> tuple[bool, dict]:
-    """Whether ORT's CPU provider can load the variant (kernels for every node), with ``options``."""
+    """Whether ORT's CPU provider can load the variant (kernels for every node), with ``options``.
 
+    Args:
+        path: The variant file.
+        options: Session options to load it with (the builder's ``ort_session_options``).
+
+    Returns:
+        ``(runs, options)``: True when a session could be made, and the options as given.
+    """
     try:
         ort_session(path, options)
     except Exception:  # NOT_IMPLEMENTED kernels, invalid graph for ORT: not runnable there
@@ -479,7 +577,6 @@ def _build_fp32(loaded, recipe, calib, *, tool, progress, folder):
 
 
 def _build_fp16(loaded, recipe, calib, *, tool, progress, folder):
-
     base = name_unnamed_nodes(loaded.proto)
     kept = {name: "kept FP32 by the recipe" for name in recipe.fp32_nodes}
     kept.update(initializer_overflow_nodes(base))
@@ -510,7 +607,6 @@ def _build_fp16(loaded, recipe, calib, *, tool, progress, folder):
 
 
 def _build_bf16(loaded, recipe, calib, *, tool, progress, folder):
-
     base = name_unnamed_nodes(loaded.proto)
     kept = {name: "kept FP32 by the recipe" for name in recipe.fp32_nodes}
     converted, conversion = to_bfloat16(base, keep_nodes=sorted(kept), keep_op_types=recipe.fp32_op_types)
@@ -575,7 +671,6 @@ def _build_quantized(loaded, recipe, calib, *, tool, progress, folder):
 
 
 def _build_modelopt(loaded, recipe, calib, folder):
-
     with tempfile.TemporaryDirectory(dir=folder, prefix=".modelopt.") as tmp:
         output = Path(tmp) / f"{loaded.path.stem}.quant.onnx"
         started = time.perf_counter()
@@ -603,3 +698,20 @@ def list_variants(workspace=None) -> list[dict]:
             record["_path"] = str(sidecar.with_suffix(".onnx"))
             records.append(record)
     return sorted(records, key=lambda r: r.get("created", ""), reverse=True)
+
+
+def variants_frame(workspace=None):
+    """The variants in the workspace as a table, newest first.
+
+    Args:
+        workspace: Folder for variants (default ``workspace_dir("variants")``).
+
+    Returns:
+        A pandas DataFrame, one row per variant: ``file``, ``name``, ``precision``, ``created``
+        and ``bytes``.
+    """
+    import pandas as pd
+
+    rows = [{"file": r["file"]["path"], "name": r.get("name"), "precision": r["precision"],
+             "created": r.get("created"), "bytes": r["file"].get("bytes")} for r in list_variants(workspace)]
+    return pd.DataFrame(rows, columns=["file", "name", "precision", "created", "bytes"])

@@ -72,16 +72,7 @@ def quantize_command(
         WorkbenchError: Bad model, recipe or data (the message names the problem and the fix).
     """
     started = time.perf_counter()
-    out_path = Path(output).expanduser() if output else None
-    if out_path is not None:
-        if out_path.suffix.lower() != ".onnx":
-            raise WorkbenchError(f"{out_path}: the output must be an .onnx file name.")
-        taken = [p for p in (out_path, sidecar_for(out_path)) if p.exists()]
-        if taken and not overwrite:
-            raise OutputExistsError(
-                f"{taken[0]} exists; the workbench does not overwrite files. Pick another -o path or pass "
-                "--force (overwrite=True)."
-            )
+    out_path = _output_path(output, overwrite)
     recipe = Recipe(
         precision,
         method=method,
@@ -96,18 +87,74 @@ def quantize_command(
         tool=tool,
     )
     variant = make_variant(model, recipe, calib, workspace=workspace, progress=progress)
+    emulation_out = _copy_out(variant, out_path) if out_path is not None else None
+    return _summary(variant, out_path, emulation_out, started)
+
+
+def _output_path(output, overwrite: bool) -> Path | None:
+    """The ``-o`` path, checked: an ``.onnx`` name whose file and record are free (or ``overwrite``).
+
+    Args:
+        output: The output path, or None.
+        overwrite: Replacing an existing output is allowed.
+
+    Returns:
+        The path, or None when there is no output.
+
+    Raises:
+        WorkbenchError: Not an ``.onnx`` name.
+        OutputExistsError: The file or its record exists and ``overwrite`` is False.
+    """
+    out_path = Path(output).expanduser() if output else None
+    if out_path is None:
+        return None
+    if out_path.suffix.lower() != ".onnx":
+        raise WorkbenchError(f"{out_path}: the output must be an .onnx file name.")
+    taken = [p for p in (out_path, sidecar_for(out_path)) if p.exists()]
+    if taken and not overwrite:
+        raise OutputExistsError(
+            f"{taken[0]} exists; the workbench does not overwrite files. Pick another -o path or pass "
+            "--force (overwrite=True)."
+        )
+    return out_path
+
+
+def _copy_out(variant, out_path: Path) -> Path | None:
+    """Copy the variant (and its emulation) to ``out_path``, with its record beside it.
+
+    Args:
+        variant: The variant in the workspace.
+        out_path: The checked output path.
+
+    Returns:
+        Where the emulation was copied (``<stem>.ort-emulation.onnx``), or None without one.
+    """
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    copy_atomic(variant.path, out_path)
+    record = dict(variant.record)
     emulation_out = None
-    if out_path is not None:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        copy_atomic(variant.path, out_path)
-        record = dict(variant.record)
-        if variant.emulation_path is not None:
-            emulation_out = out_path.with_name(out_path.stem + ".ort-emulation.onnx")
-            copy_atomic(variant.emulation_path, emulation_out)
-            record["emulation"] = {**record["emulation"], "path": emulation_out.name}
-        record["file"] = {**record["file"], "path": out_path.name}
-        record["copied_from"] = str(variant.path)
-        write_atomic(sidecar_for(out_path), json.dumps(record, indent=2) + "\n")
+    if variant.emulation_path is not None:
+        emulation_out = out_path.with_name(out_path.stem + ".ort-emulation.onnx")
+        copy_atomic(variant.emulation_path, emulation_out)
+        record["emulation"] = {**record["emulation"], "path": emulation_out.name}
+    record["file"] = {**record["file"], "path": out_path.name}
+    record["copied_from"] = str(variant.path)
+    write_atomic(sidecar_for(out_path), json.dumps(record, indent=2) + "\n")
+    return emulation_out
+
+
+def _summary(variant, out_path: Path | None, emulation_out: Path | None, started: float) -> dict:
+    """The JSON-able summary :func:`quantize_command` returns (the ``--json`` contract).
+
+    Args:
+        variant: The variant.
+        out_path: Where it was copied, or None.
+        emulation_out: Where its emulation was copied, or None.
+        started: ``time.perf_counter()`` when the command began.
+
+    Returns:
+        See :func:`quantize_command`.
+    """
     calibration = variant.record.get("calibration") or {}
     tool_record = variant.record.get("tool") or {}
     return {
