@@ -155,3 +155,28 @@ def test_import_linter_contracts_hold():
     done = subprocess.run([str(lint)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:]
     assert "0 broken" in done.stdout
+
+
+MAX_MODULE_LINES = 900
+MAX_FUNCTION_LINES = 80
+LONG_REASON = "# long:"  # a function may be longer with its reason written beside its def
+
+
+def test_modules_and_functions_stay_small():
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        lines = source.splitlines()
+        name = path.relative_to(REPO)
+        if len(lines) > MAX_MODULE_LINES:
+            problems.append(f"{name}: {len(lines)} lines (split it along its sections)")
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            length = node.end_lineno - node.lineno + 1
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list])
+            nearby = " ".join(lines[max(start - 2, 0):node.lineno])
+            if length > MAX_FUNCTION_LINES and LONG_REASON not in nearby:
+                problems.append(f"{name}:{node.lineno} {node.name}: {length} lines (split it by phase, or "
+                                f"write '{LONG_REASON} why' beside its def)")
+    assert problems == []
