@@ -117,7 +117,8 @@ def test_optimized_graph_default_is_within_rounding(case, method):
     _, model, calib = case
     ours = calibrate(model, calib, method, batch_size=BATCH, progress=False)
     theirs = ort_calibrate(model, calib, method, batch_size=BATCH)
-    assert compare_ranges(ours.tensors_range, theirs)["max_rel_diff"] < 1e-5
+    result = compare_ranges(ours.tensors_range, theirs)
+    assert result["max_rel_diff"] < 1e-5 and result["missing"] == result["extra"] == [], result
 
 
 def test_uneven_last_batch_and_fixed_batch_models(case):

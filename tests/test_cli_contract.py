@@ -40,6 +40,10 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
     np.savez(root / "wrong_name.npz", nothing=np.zeros((4, 1, 8, 8), np.float32))
     np.savez(root / "nan.npz", input=np.full((4, 1, 8, 8), np.nan, np.float32),
              labels=np.zeros(4, np.int64))
+    np.savez(root / "bad_spec.npz", input=np.zeros((4, 1, 8, 8), np.float32), __spec__=np.array("{not json"))
+    np.savez(root / "spec_axis_out_of_range.npz", input=np.zeros((4, 1, 8, 8), np.float32),
+             __spec__=np.array('{"sample_axes": {"input": 7}}'))
+    _dynamic_model(root / "dynamic.onnx")
     return {
         "missing": str(root / "missing.onnx"),
         "folder": str(root / "folder.onnx"),
@@ -51,7 +55,23 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
         "npz without the input": str(root / "wrong_name.npz"),
         "npz with NaN": str(root / "nan.npz"),
         "out": str(root / "out.onnx"),
+        "bad spec": str(root / "bad_spec.npz"),
+        "spec axis out of range": str(root / "spec_axis_out_of_range.npz"),
+        "dynamic": str(root / "dynamic.onnx"),
     }
+
+
+def _dynamic_model(path) -> None:
+    """A Conv over images of any height and width: random inputs cannot be made without --shapes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "dynamic",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, "H2", "W2"])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
 # command -> (good arguments after the model, bad-model cases apply, [(case, argv)] of its own)
@@ -71,6 +91,9 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
             ("trt layers not json", ["profile", "--trt-layers", files["not onnx"]]),
             ("trt layers missing", ["profile", "--trt-layers", files["missing"]]),
             ("nothing to profile", ["profile"]),
+            ("dynamic dims without data", ["profile", files["dynamic"]]),
+            ("shapes of an unknown input", ["profile", MODEL, "--shapes", "nope:1x1x8x8"]),
+            ("npz with a bad __spec__", ["profile", MODEL, "--data", files["bad spec"]]),
         ]),
         "bench": ([], True, [
             ("negative warmup", ["bench", MODEL, "--warmup", "-5"]),
@@ -78,6 +101,15 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
             ("zero iterations", ["bench", MODEL, "--iterations", "0"]),
             ("zero threads", ["bench", MODEL, "--threads", "0"]),
             ("npz with NaN", ["bench", MODEL, "--data", files["npz with NaN"]]),
+            ("dynamic dims without data", ["bench", files["dynamic"]]),
+            ("shapes not a spec", ["bench", MODEL, "--shapes", "input"]),
+            ("shapes with a zero dim", ["bench", MODEL, "--shapes", "input:0x1x8x8"]),
+            ("shapes of the wrong rank", ["bench", MODEL, "--shapes", "input:1x1x8"]),
+            ("shapes against a fixed dim", ["bench", MODEL, "--shapes", "input:1x3x8x8"]),
+            ("shapes and data", ["bench", MODEL, "--shapes", "input:1x1x8x8", "--data", EVAL]),
+            ("sample axis out of range", ["bench", MODEL, "--data", files["spec axis out of range"]]),
+            ("zero batch with shapes", ["bench", files["dynamic"], "--shapes", "x:1x3x4x4",
+                                        "--batch", "0"]),
         ]),
         "build": (["--plan-only"], True, [
             ("zero batch", ["build", MODEL, "--plan-only", "--batch", "0"]),

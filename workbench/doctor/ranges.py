@@ -38,6 +38,7 @@ def activation_statistics(
     *,
     batch_size: int = 64,
     bins: int = HISTOGRAM_BINS,
+    memory_budget: int = 256 * 2**20,
 ) -> dict[str, dict]:
     """FP32 statistics of ``tensors`` over ``inputs`` (two passes: ranges, then histograms).
 
@@ -45,8 +46,10 @@ def activation_statistics(
         model: The FP32 model.
         inputs: Input name -> ``[samples, ...]`` (the calibration set).
         tensors: Tensor names (graph inputs or node outputs).
-        batch_size: Samples per run.
+        batch_size: The most samples per run (fewer when the exposed tensors of a batch would
+            take more than ``memory_budget`` bytes; one sample is run first to measure them).
         bins: Histogram bins over ``[min, max]``.
+        memory_budget: Bytes the exposed tensors of one batch may take.
 
     Returns:
         Tensor -> ``{"sample_amax": [N] array, "min", "max", "mean", "std", "count",
@@ -56,6 +59,10 @@ def activation_statistics(
     exposed = [t for t in tensors if t not in inputs]
     session = ort_session(add_outputs(model, exposed), {"graph_optimization_level": "disable"})
     total = next(iter(inputs.values())).shape[0]
+    if exposed and total:
+        one = {k: np.ascontiguousarray(v[:1]) for k, v in inputs.items()}
+        sample_bytes = sum(a.nbytes for a in session.run(exposed, one)) + sum(a.nbytes for a in one.values())
+        batch_size = max(1, min(int(batch_size), int(memory_budget) // max(int(sample_bytes), 1)))
     stats = {t: {"sample_amax": [], "min": math.inf, "max": -math.inf, "sum": 0.0, "sq": 0.0, "count": 0}
              for t in tensors}
 

@@ -244,6 +244,7 @@ class OnnxRuntimeEngine(Engine):
         iterations: int = 100,
         warmup: int = 10,
         duration_s: float | None = None,
+        batch_size: int | None = None,
     ) -> BenchmarkResult:
         """Time repeated inferences on the same inputs.
 
@@ -257,6 +258,9 @@ class OnnxRuntimeEngine(Engine):
             duration_s: If set, keep running until this many seconds (wall clock) have passed
                 since the first timed run started *and* at least ``iterations`` runs were timed:
                 both are minimums, as ``--duration``/``--iterations`` are in trtexec.
+            batch_size: Samples per run, for the throughput (the caller knows the inputs' sample
+                axes, see :mod:`workbench.datasets.arrays`); None takes the first input's
+                leading dim (1 for a scalar).
 
         Returns:
             The latency summary; ``settings`` records providers, threads, optimization level,
@@ -274,7 +278,8 @@ class OnnxRuntimeEngine(Engine):
             np.asarray(latencies) * 1000.0,
             backend=SOURCE,
             warmup=max(0, int(warmup)),
-            batch_size=_batch_size(feed[self.input_names[0]]) if self.input_names else 1,
+            batch_size=int(batch_size) if batch_size is not None else (
+                _batch_size(feed[self.input_names[0]]) if self.input_names else 1),
             settings=self._settings(iterations=int(iterations), duration_s=duration_s),
         )
 
@@ -407,9 +412,15 @@ def _load_model(model) -> tuple[onnx.ModelProto, Any, dict[str, str]]:
     """Resolve ``model`` into (original ModelProto, what ORT should load, renamed nodes).
 
     ORT loads a path itself when no node needs a name, so external weights resolve next to it.
+    A normalized ``LoadedModel`` brings the names its loader gave (``renamed_nodes``).
     """
     if not isinstance(model, (str, os.PathLike, onnx.ModelProto)):
-        model = _unwrap(model)
+        loader_renamed = dict(getattr(model, "renamed_nodes", None) or {})
+        unwrapped = _unwrap(model)
+        if isinstance(unwrapped, onnx.ModelProto) and loader_renamed:
+            proto, source, renamed = _load_model(unwrapped)
+            return proto, source, {**loader_renamed, **renamed}
+        model = unwrapped
     if isinstance(model, (str, os.PathLike)):
         path = str(Path(model))
         proto = onnx.load(path, load_external_data=False)
@@ -429,9 +440,13 @@ def _load_model(model) -> tuple[onnx.ModelProto, Any, dict[str, str]]:
 
 
 def _unwrap(model):
-    """The path (if it is a file) or ModelProto a model wrapper (``LoadedModel``) carries."""
+    """The path (if it is a file) or ModelProto a model wrapper (``LoadedModel``) carries.
+
+    A model the loader normalized runs as normalized (its ``proto``), so the layer table's node
+    names, folded weights and inputs are those of the model the user inspected.
+    """
     path = getattr(model, "path", None)
-    if path is not None and Path(path).is_file():
+    if path is not None and Path(path).is_file() and not getattr(model, "normalized", False):
         return path
     for attr in ("proto", "model"):
         if isinstance(getattr(model, attr, None), onnx.ModelProto):
