@@ -147,8 +147,16 @@ def int32_onehot(opset: int = 13, *, vocab: int = 16, length: int = 8, seed: int
     return _finish(graph, opset, None)
 
 
-def if_weights(opset: int = 13, *, seed: int = 0) -> onnx.ModelProto:
-    """``input`` [N, 6] -> If(mean(input) > 0): MatMul(W1)+B1 / MatMul(W2) -> Relu, weights in the branches."""
+def if_weights(opset: int = 13, *, gate_input: bool = False, seed: int = 0) -> onnx.ModelProto:
+    """``input`` [N, 6] -> If(...): MatMul(W1)+B1 / MatMul(W2) -> Relu, the weights inside the branches.
+
+    Args:
+        opset: Default-domain opset.
+        gate_input: The condition comes from a scalar int64 input ``sr`` (``sr == 16000``), so only
+            the branches read ``input``, from the outer scope (as in a voice-activity model);
+            otherwise it is ``mean(input) > 0``.
+        seed: Weights' random seed.
+    """
     rng = _rng(seed)
 
     def branch(name: str, with_bias: bool) -> onnx.GraphProto:
@@ -162,17 +170,22 @@ def if_weights(opset: int = 13, *, seed: int = 0) -> onnx.ModelProto:
         return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", 3])],
                                  inits)
 
-    zero = numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero")
-    nodes = [
-        helper.make_node("ReduceMean", ["input"], ["mean"], name="mean", keepdims=0),
-        helper.make_node("Greater", ["mean", "zero"], ["positive"], name="positive"),
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 6])]
+    if gate_input:
+        inputs.append(helper.make_tensor_value_info("sr", TensorProto.INT64, []))
+        inits = [numpy_helper.from_array(np.array(16000, dtype=np.int64), "rate")]
+        condition = [helper.make_node("Equal", ["sr", "rate"], ["positive"], name="positive")]
+    else:
+        inits = [numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero")]
+        condition = [helper.make_node("ReduceMean", ["input"], ["mean"], name="mean", keepdims=0),
+                     helper.make_node("Greater", ["mean", "zero"], ["positive"], name="positive")]
+    nodes = condition + [
         helper.make_node("If", ["positive"], ["branch_out"], name="if",
                          then_branch=branch("then", True), else_branch=branch("else", False)),
         helper.make_node("Relu", ["branch_out"], ["output"], name="relu"),
     ]
-    graph = helper.make_graph(nodes, "if_weights",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 6])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3])], [zero])
+    graph = helper.make_graph(nodes, "if_weights", inputs,
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 3])], inits)
     return _finish(graph, opset, None)
 
 
@@ -203,7 +216,8 @@ def dynamically_quantized(folder, *, seed: int = 0) -> onnx.ModelProto:
 def calibration_for(model: onnx.ModelProto, samples: int = 32, *, seed: int = 1) -> dict[str, np.ndarray]:
     """Random calibration arrays for the model's non-initializer inputs (samples on axis 0).
 
-    Float inputs are standard normal; integer inputs are token ids in ``[0, 16)``.
+    Float inputs are standard normal; integer inputs are token ids in ``[0, 16)``; a scalar input
+    is 16000 (a sample rate, fed as it is: its sample axis is None).
     """
     rng = _rng(seed)
     inits = {t.name for t in model.graph.initializer}
@@ -212,8 +226,11 @@ def calibration_for(model: onnx.ModelProto, samples: int = 32, *, seed: int = 1)
         if vi.name in inits:
             continue
         dims = [d.dim_value if d.HasField("dim_value") else samples for d in vi.type.tensor_type.shape.dim]
-        dims[0] = samples
         elem = vi.type.tensor_type.elem_type
+        if not dims:  # a scalar fed as it is (a sample rate): 16000
+            data[vi.name] = np.array(16000, dtype=onnx.helper.tensor_dtype_to_np_dtype(elem))
+            continue
+        dims[0] = samples
         if elem == TensorProto.FLOAT:
             data[vi.name] = rng.normal(0, 1, dims).astype(np.float32)
         else:

@@ -44,6 +44,7 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
     np.savez(root / "spec_axis_out_of_range.npz", input=np.zeros((4, 1, 8, 8), np.float32),
              __spec__=np.array('{"sample_axes": {"input": 7}}'))
     _dynamic_model(root / "dynamic.onnx")
+    (root / "model_copy.onnx").write_bytes(Path(MODEL).read_bytes())  # for cases that must never write it
     return {
         "missing": str(root / "missing.onnx"),
         "folder": str(root / "folder.onnx"),
@@ -58,6 +59,7 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
         "bad spec": str(root / "bad_spec.npz"),
         "spec axis out of range": str(root / "spec_axis_out_of_range.npz"),
         "dynamic": str(root / "dynamic.onnx"),
+        "model copy": str(root / "model_copy.onnx"),
     }
 
 
@@ -115,6 +117,11 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
             ("zero batch", ["build", MODEL, "--plan-only", "--batch", "0"]),
             ("unknown preset", ["build", MODEL, "--plan-only", "--recipe", "warp-speed"]),
             ("bad npz", ["build", MODEL, "--plan-only", "--data", files["bad npz"]]),
+            ("dynamic dims without data", ["build", files["dynamic"], "--plan-only"]),
+            ("shapes and data", ["build", files["dynamic"], "--plan-only", "--shapes", "x:1x3x4x4",
+                                 "--data", EVAL]),
+            ("shapes not a spec", ["build", files["dynamic"], "--plan-only", "--shapes", "x"]),
+            ("shapes against a fixed dim", ["build", files["dynamic"], "--plan-only", "--shapes", "x:1x4x4x4"]),
         ]),
         "evaluate": (["--data", EVAL], True, [
             ("bad npz", ["evaluate", MODEL, "--data", files["bad npz"]]),
@@ -123,6 +130,17 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
             ("reference not onnx", ["evaluate", MODEL, "--data", EVAL, "--reference", files["not onnx"]]),
             ("zero batch", ["evaluate", MODEL, "--data", EVAL, "--batch", "0"]),
             ("negative limit", ["evaluate", MODEL, "--data", EVAL, "--limit", "-3"]),
+            ("unknown metric", ["evaluate", MODEL, "--data", EVAL, "--metric", "top2"]),
+            ("user metric that cannot be imported", ["evaluate", MODEL, "--data", EVAL, "--metric",
+                                                     "python:no_such_module_for_metrics:score"]),
+            ("user metric spec without a function", ["evaluate", MODEL, "--data", EVAL, "--metric", "python:score"]),
+            ("reference metric without a reference", ["evaluate", MODEL, "--data", EVAL, "--metric", "sqnr"]),
+            ("tolerance without a reference", ["evaluate", MODEL, "--data", EVAL, "--atol", "0.1"]),
+            ("negative atol", ["evaluate", MODEL, "--data", EVAL, "--reference", MODEL, "--atol", "-1"]),
+            ("target and target drop", ["evaluate", MODEL, "--data", EVAL, "--target", "90", "--target-drop", "1"]),
+            ("target not a number", ["evaluate", MODEL, "--data", EVAL, "--target", "high"]),
+            ("drop from an infinite sqnr", ["evaluate", MODEL, "--data", EVAL, "--reference", MODEL, "--metric",
+                                            "sqnr", "--target-drop", "1"]),
         ]),
         "quantize": (["--precision", "fp16", "-o", files["out"]], True, [
             ("int8 without calibration", ["quantize", MODEL, "--precision", "int8", "-o", files["out"]]),
@@ -132,6 +150,17 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
             ("unknown precision", ["quantize", MODEL, "--precision", "int4", "-o", files["out"]]),
             ("unknown node excluded", ["quantize", MODEL, "--calib", CALIB, "--exclude", "no_such_node",
                                        "-o", files["out"]]),
+            ("zero bins", ["quantize", MODEL, "--calib", CALIB, "--method", "entropy", "--num-bins", "0",
+                           "-o", files["out"]]),
+            ("bins for minmax", ["quantize", MODEL, "--calib", CALIB, "--num-bins", "2048", "-o", files["out"]]),
+            ("bins below entropy's quantized bins", ["quantize", MODEL, "--calib", CALIB, "--method", "entropy",
+                                                     "--num-bins", "64", "-o", files["out"]]),
+            ("percentile above 100", ["quantize", MODEL, "--calib", CALIB, "--method", "percentile",
+                                      "--percentile", "101", "-o", files["out"]]),
+            ("percentile for entropy", ["quantize", MODEL, "--calib", CALIB, "--method", "entropy",
+                                        "--percentile", "99.9", "-o", files["out"]]),
+            ("output over the input model", ["quantize", files["model copy"], "--precision", "fp16",
+                                             "-o", files["model copy"], "--force"]),
         ]),
         "doctor": (["--calib", CALIB, "--eval", EVAL], True, [
             ("negative target drop", ["doctor", MODEL, "--calib", CALIB, "--eval", EVAL, "--target-drop", "-1"]),
@@ -139,6 +168,13 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
                                         "--layerwise-samples", "0"]),
             ("bad calibration npz", ["doctor", MODEL, "--calib", files["bad npz"], "--eval", EVAL]),
             ("evaluation with NaN", ["doctor", MODEL, "--calib", CALIB, "--eval", files["npz with NaN"]]),
+            ("unknown metric", ["doctor", MODEL, "--calib", CALIB, "--eval", EVAL, "--metric", "top2"]),
+            ("user metric that cannot be imported", ["doctor", MODEL, "--calib", CALIB, "--eval", EVAL, "--metric",
+                                                     "python:no_such_module_for_metrics:score"]),
+            ("drop from an infinite sqnr", ["doctor", MODEL, "--calib", CALIB, "--eval", EVAL, "--metric", "sqnr",
+                                            "--target-drop", "1"]),
+            ("target and target drop", ["doctor", MODEL, "--calib", CALIB, "--eval", EVAL, "--target", "99",
+                                        "--target-drop", "1"]),
         ]),
     }
 

@@ -259,16 +259,15 @@ def test_profile_defaults_for_the_sample_model():
     assert profile == {"input": ShapeRange((1, 1, 8, 8), (1, 1, 8, 8), (32, 1, 8, 8))}
 
 
-def test_profile_opt_from_real_data():
+def test_profile_opt_is_the_batch_not_the_data_size():
     data = np.load(sample_data_path("digits_cnn", "eval"))
-    batch = data["input"][:24]
-    profile = choose_profile(digits_inputs(), data_shapes={"input": batch.shape})
-    assert profile["input"] == ShapeRange((1, 1, 8, 8), (24, 1, 8, 8), (32, 1, 8, 8))
-    # The whole evaluation split (360 samples) as one batch: max grows to cover it.
+    # The whole evaluation split (360 samples) is data, not a batch: opt stays 1, max 32
+    # (issue 11: 552 samples became the opt and max batch).
     whole = choose_profile(digits_inputs(), data_shapes={"input": data["input"].shape}, max_batch=32)
-    assert whole["input"].opt[0] == whole["input"].max[0] == data["input"].shape[0] == 360
-    # An explicit batch wins over the data's first dimension.
-    assert choose_profile(digits_inputs(), data_shapes={"input": batch.shape}, batch=4)["input"].opt[0] == 4
+    assert whole["input"] == ShapeRange((1, 1, 8, 8), (1, 1, 8, 8), (32, 1, 8, 8))
+    # The batch given is the opt; a batch above max_batch raises max with it.
+    assert choose_profile(digits_inputs(), data_shapes={"input": data["input"].shape}, batch=24)["input"] == ShapeRange(
+        (1, 1, 8, 8), (24, 1, 8, 8), (32, 1, 8, 8))
     assert choose_profile(digits_inputs(), batch=64, max_batch=16)["input"] == ShapeRange(
         (1, 1, 8, 8), (64, 1, 8, 8), (64, 1, 8, 8)
     )
@@ -288,7 +287,7 @@ def test_profile_non_batch_dynamic_dims_need_data_or_shapes():
     specs = [{"name": "tokens", "dtype": "int64", "shape": ["batch", "sequence"]}]
     with pytest.raises(BuildRecipeError, match="dimension 1 \\('sequence'\\)"):
         choose_profile(specs)
-    profile = choose_profile(specs, data_shapes={"tokens": (4, 128)})
+    profile = choose_profile(specs, data_shapes={"tokens": (4, 128)}, batch=4)
     assert profile["tokens"] == ShapeRange((1, 128), (4, 128), (32, 128))
     explicit = choose_profile(specs, overrides={"tokens": {"min": [1, 16], "opt": [8, 128], "max": [16, 512]}})
     assert explicit["tokens"] == ShapeRange((1, 16), (8, 128), (16, 512))

@@ -67,19 +67,23 @@ TRT_QAT = REPO_ROOT.parent / "shared" / "fixtures" / "trt" / "resnet18-a100-qat"
 
 
 class _Tables(HTMLParser):
-    """The cells of every ``<table>`` in an HTML text, row by row (header rows included)."""
+    """The cells of every ``<table>`` in an HTML text, row by row; ``header`` flags rows without ``<td>``."""
 
     def __init__(self, text: str):
         super().__init__()
         self.rows: list[list[str]] = []
+        self.header: list[bool] = []
         self._cell: list[str] | None = None
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
         if tag == "tr":
             self.rows.append([])
+            self.header.append(True)
         elif tag in ("td", "th"):
             self._cell = []
+            if tag == "td":
+                self.header[-1] = False
 
     def handle_endtag(self, tag):
         if tag in ("td", "th") and self._cell is not None:
@@ -108,10 +112,10 @@ def _shown(output) -> list:
 
 
 def _column(html_text: str, header: str) -> list[str]:
-    """One column of the first table in ``html_text``, by its header."""
-    rows = [row for row in _Tables(html_text).rows if row]
-    index = rows[0].index(header)
-    return [row[index] for row in rows[1:]]
+    """One column of a pandas HTML table, by its header."""
+    tables = _Tables(html_text)
+    index = tables.rows[0].index(header)
+    return [row[index] for row, is_header in zip(tables.rows, tables.header) if not is_header]
 
 
 def _expected_timing(table, top=40):
@@ -195,7 +199,7 @@ def test_engine_explorer_draws_the_engine_picked(engine_tables):
     explorer = EngineExplorer(engine_tables, {"fused": sample_path("digits_cnn"), "plain": sample_path("digits_cnn")})
     _assert_timing_tab_draws(explorer, engine_tables["fused"])
     _assert_fusion_tab_draws(explorer, engine_tables["fused"], sample_path("digits_cnn"))
-    for label in ("qat", "plain", "fused", "qat"):
+    for label in ("qat", "plain", "fused"):
         explorer.engine_dropdown.value = label
         assert explorer.engine == label
         _assert_timing_tab_draws(explorer, engine_tables[label])

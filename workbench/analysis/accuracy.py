@@ -39,6 +39,7 @@ from workbench.analysis.metrics import (
     MetricError,
     Target,
     binomial_stderr,
+    check_drop_possible,
     default_metric,
     get_metric,
     resolve_target,
@@ -419,6 +420,8 @@ def _check_metric(metric, reference, atol, rtol, target, target_drop) -> Metric 
     chosen = None if metric is None else get_metric(metric)
     if target is not None and target_drop is not None:
         raise MetricError("give a target value or an allowed drop (--target or --target-drop), not both.")
+    if chosen is not None:
+        check_drop_possible(chosen, target_drop)
     if reference is None:
         if chosen is not None and chosen.needs_reference:
             raise EvaluationError(f"metric {chosen.name} compares the variant's outputs with a reference's: give the "

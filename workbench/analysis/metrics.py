@@ -686,6 +686,21 @@ def noise_warning(metric: Metric, trials: int, target: Target) -> dict | None:
             "samples_needed": needed}
 
 
+def check_drop_possible(metric: Metric, target_drop) -> None:
+    """Refuse, before anything runs, a drop from a value known to be infinite (SQNR, PSNR of the
+    reference against itself).
+
+    Raises:
+        MetricError: Naming ``--target`` as the fix.
+    """
+    known = reference_value(metric)
+    if target_drop is not None and known is not None and not math.isfinite(known):
+        raise MetricError(
+            f"the FP32 value of {metric.name} is infinite (the reference against itself), so a drop from it means "
+            f"nothing: give --target, the minimum {metric.name} the variant must reach"
+            + (f" (e.g. {metric.default_target:g} {metric.unit})." if metric.default_target is not None else "."))
+
+
 def reference_value(metric: Metric) -> float | None:
     """A reference metric's value for the reference itself (identical outputs): 100 % agreement,
     cosine 1, infinite SQNR/PSNR; None for metrics measured against labels (top1, user's)."""

@@ -63,6 +63,7 @@ from workbench.analysis.metrics import (
     Metric,
     MetricError,
     Target,
+    check_drop_possible,
     default_metric,
     get_metric,
     noise_warning,
@@ -372,8 +373,10 @@ def _naive_accuracy(evaluator: Evaluator, base: Recipe, phases: _Progress) -> _N
         The :class:`_Naive` (its ``proto`` is the naive variant, loaded).
     """
     metric = evaluator.metric
+    before = evaluator.evaluations
     fp32 = evaluator.fp32()
-    phases.note(f"FP32 {metric.name} {metric.format(fp32)}")
+    if evaluator.evaluations == before:  # known without an evaluation (a reference metric)
+        phases.note(f"FP32 {metric.name} {metric.format(fp32)} (the reference itself)")
     config = Config.make(method=base.method)
     variant = evaluator.variant(config)
     int8 = evaluator(config, "naive int8")
@@ -673,6 +676,11 @@ def diagnose(
     started = time.perf_counter()
     unit = get_metric(metric).unit if metric is not None else "%"
     target_drop, target = _check_target(target_drop, target, unit)
+    if metric is not None:
+        try:
+            check_drop_possible(get_metric(metric), target_drop)
+        except MetricError as err:
+            raise DoctorError(str(err)) from None
     phases = _Progress(progress)
     data = _load_data(model, calib, eval, recipe=recipe, method=method, per_channel=per_channel, methods=methods,
                       calib_sizes=calib_sizes, metric=metric)

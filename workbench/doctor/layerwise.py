@@ -664,9 +664,17 @@ def ort_weight_errors(fp32_path, variant_path) -> dict[str, float]:
     Returns:
         Float weight name -> SQNR in dB.
     """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
     from onnxruntime.quantization.qdq_loss_debug import (
         compute_weight_error,
         create_weight_matching,
     )
 
-    return dict(compute_weight_error(create_weight_matching(str(fp32_path), str(variant_path))))
+    # ORT's loader writes <model>-inferred.onnx beside each model it reads: give it copies, never the user's file
+    with tempfile.TemporaryDirectory(prefix="wb_weight_errors_") as tmp:
+        fp32_copy = shutil.copyfile(fp32_path, Path(tmp) / "fp32.onnx")
+        variant_copy = shutil.copyfile(variant_path, Path(tmp) / "variant.onnx")
+        return dict(compute_weight_error(create_weight_matching(str(fp32_copy), str(variant_copy))))

@@ -30,6 +30,7 @@ from workbench.model.names import ensure_node_names
 
 # IR 4 is the first where initializers need not be graph inputs.
 MIN_IR_VERSION = 4
+_BODY_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})  # the ai.onnx ops with graph attributes
 _PROTOBUF_LIMIT = 2**31 - 1
 
 
@@ -122,20 +123,25 @@ def fold_constants(graph: onnx.GraphProto) -> tuple[int, int]:
     """
     folded = values = 0
     outputs = {o.name for o in graph.output}
-    keep = []
-    for node in graph.node:
+    drop = []
+    for index, node in enumerate(graph.node):
+        op_type = node.op_type
+        if op_type != "Constant" and op_type not in _BODY_OPS and node.domain in ("", "ai.onnx"):
+            continue  # the common case: nothing to fold, no subgraph inside
         for attr in node.attribute:
             for body in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs):
                 inner, inner_values = fold_constants(body)
                 folded, values = folded + inner, values + inner_values
-        tensor = _constant_tensor(node) if node.op_type == "Constant" and node.domain in ("", "ai.onnx") else None
+        tensor = _constant_tensor(node) if op_type == "Constant" and node.domain in ("", "ai.onnx") else None
         if tensor is None or node.output[0] in outputs:
-            keep.append(node)
             continue
         graph.initializer.append(tensor)
+        drop.append(index)
         folded += 1
         values += _size(tensor)
-    if len(keep) != len(graph.node):
+    if drop:
+        dropped = set(drop)
+        keep = [node for index, node in enumerate(graph.node) if index not in dropped]
         del graph.node[:]
         graph.node.extend(keep)
     return folded, values

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -209,14 +210,19 @@ def _count_parameters(graph) -> tuple[int, int]:
             inner, inner_bytes = _count_parameters(body)
             count, nbytes = count + inner, nbytes + inner_bytes
     for tensor in tensors:
-        n = int(np.prod(tensor.dims)) if len(tensor.dims) else 1
+        n = math.prod(tensor.dims)
         count += n
         nbytes += n * helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
     return count, nbytes
 
 
+_BODY_OPS = frozenset(SUBGRAPH_OPS + ("SequenceMap",))  # the ai.onnx ops with graph attributes
+
+
 def _bodies(node) -> list:
-    """The subgraphs a node holds (If branches, Loop/Scan bodies)."""
+    """The subgraphs a node holds (If branches, Loop/Scan bodies; any graph attribute of a custom op)."""
+    if node.op_type not in _BODY_OPS and node.domain in ("", "ai.onnx"):
+        return []  # reading every node's attributes would cost a large model a good part of a second
     bodies = []
     for attr in node.attribute:
         if attr.type == onnx.AttributeProto.GRAPH:
@@ -245,14 +251,12 @@ def _count_subgraphs(graph) -> tuple[dict, int]:
     for node in graph.node:
         if node.op_type in counts:
             counts[node.op_type] += 1
-        for attr in node.attribute:
-            bodies = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-            for body in bodies:
-                nodes += len(body.node)
-                inner_counts, inner_nodes = _count_subgraphs(body)
-                nodes += inner_nodes
-                for op, n in inner_counts.items():
-                    counts[op] += n
+        for body in _bodies(node):
+            nodes += len(body.node)
+            inner_counts, inner_nodes = _count_subgraphs(body)
+            nodes += inner_nodes
+            for op, n in inner_counts.items():
+                counts[op] += n
     return counts, nodes
 
 

@@ -188,6 +188,7 @@ def to_float16(
     work = name_unnamed_nodes(model)
     op_block = set(float16.DEFAULT_OP_BLOCK_LIST) | set(keep_op_types)
     _split_shared_initializers(work, set(keep_nodes), op_block)
+    outer_scope = _inputs_read_only_inside(work)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         converted = float16.convert_float_to_float16(
@@ -198,7 +199,39 @@ def to_float16(
             node_block_list=sorted(set(keep_nodes)),
         )
     fix_float_casts(converted)
+    _cast_outer_scope_inputs(converted, outer_scope)
     return converted
+
+
+def _inputs_read_only_inside(model: onnx.ModelProto) -> list[str]:
+    """Float graph inputs that only If/Loop/Scan bodies read (from the outer scope)."""
+    graph = model.graph
+    bodies = list(graphs_of(graph))[1:]
+    read_on_top = {name for node in graph.node for name in node.input}
+    read_inside = {name for body in bodies for node in body.node for name in node.input}
+    return [value.name for value in graph.input if value.type.tensor_type.elem_type == TensorProto.FLOAT
+            and value.name in read_inside - read_on_top]
+
+
+def _cast_outer_scope_inputs(model: onnx.ModelProto, names: Sequence[str]) -> None:
+    """Cast float inputs that only subgraphs read to float16 for them (in place, after conversion).
+
+    onnxconverter-common casts a float graph input to float16 for its top-level consumers only;
+    an If/Loop body reading it from the outer scope would get float32 where its nodes now expect
+    float16: an invalid graph. A Cast at the top of the graph feeds them instead.
+    """
+    if not names:
+        return
+    renamed = {name: f"{name}__wb_fp16" for name in names}
+    for body in list(graphs_of(model.graph))[1:]:
+        for node in body.node:
+            for i, name in enumerate(node.input):
+                if name in renamed:
+                    node.input[i] = renamed[name]
+    casts = [helper.make_node("Cast", [name], [new], name=new, to=TensorProto.FLOAT16) for name, new in renamed.items()]
+    nodes = casts + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
 
 
 def fix_float_casts(model: onnx.ModelProto) -> int:
@@ -235,7 +268,7 @@ def ops_without_bfloat16(model: onnx.ModelProto, opset: int | None = None) -> li
     """Op types of the model whose ONNX schema (at ``opset``) takes float32 but not bfloat16."""
     opset = opset or _opset(model)
     lacking = set()
-    for op in {(n.domain, n.op_type) for n in model.graph.node}:
+    for op in {(n.domain, n.op_type) for graph in graphs_of(model.graph) for n in graph.node}:
         domain, op_type = op
         if domain not in ("", "ai.onnx"):
             continue

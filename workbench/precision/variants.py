@@ -633,9 +633,10 @@ def _fp16_activation_check(loaded, base, recipe, calib, progress) -> tuple[dict,
         try:
             data = synthetic_inputs(loaded.summary.inputs, batch=SYNTHETIC_FP16_SAMPLES)
         except WorkbenchError as err:
-            warning = (f"FP16 overflow safeguard: no calibration data was given and random inputs cannot be "
-                       f"made for this model ({err}); activations were NOT checked for FP16 overflow. Pass "
-                       "calibration data (--calib; calib= in Python).")
+            why = str(err).split(";")[0]
+            warning = (f"FP16 overflow safeguard: no calibration data was given and random inputs cannot stand in "
+                       f"for it ({why}), so activations were NOT checked for FP16 overflow. Pass calibration "
+                       "data (--calib; calib= in Python).")
             return {}, None, {"data": "none", "skipped": str(err)}, [warning]
         warnings.append(FP16_SYNTHETIC_WARNING.format(n=SYNTHETIC_FP16_SAMPLES))
     prepared = prepare_for_calibration(base)

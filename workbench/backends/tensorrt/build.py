@@ -256,15 +256,21 @@ def plan_build(
         raise BuildRecipeError("the model has no file on disk; save it (workbench.workspace) and build the file")
     recipe = load_recipe(recipe)
     data_shapes = {k: tuple(getattr(v, "shape", v)) for k, v in (inputs or {}).items()}
-    profile = plan_profile(
-        loaded.summary.inputs,
-        data_shapes=data_shapes,
-        sample_axes=sample_axes,
-        batch=batch,
-        max_batch=recipe.max_batch,
-        overrides=recipe.shapes,
-    )
     unsupported = unsupported_ops(loaded.proto)
+    try:
+        profile = plan_profile(
+            loaded.summary.inputs,
+            data_shapes=data_shapes,
+            sample_axes=sample_axes,
+            batch=batch,
+            max_batch=recipe.max_batch,
+            overrides=recipe.shapes,
+        )
+    except BuildRecipeError as err:
+        if not unsupported:
+            raise
+        raise BuildRecipeError(f"{err}; besides, TensorRT's ONNX parser cannot take "
+                               f"{describe_unsupported(unsupported)}") from err
     warnings = list(getattr(loaded, "warnings", []) or []) + profile.warnings
     if unsupported:
         warnings.append(f"TensorRT's ONNX parser cannot take: {describe_unsupported(unsupported)}")
