@@ -7,7 +7,8 @@ and evaluation data (``bench/real_model_data.py``) and runs, through the real co
 ``inspect``; ``profile`` without data (dynamic dimensions must be refused or stated, not set to 1)
 and with data; ``bench``; ``quantize`` FP16 and INT8 (calibrated on the data); ``evaluate`` of
 each variant against the FP32 model (with ``--metric`` where the CLI has it); ``build
---plan-only``; and the ``doctor`` (reduced: few layerwise samples, no latency).
+--plan-only`` with the data, with and without ``--batch``; and the ``doctor`` (reduced: few
+layerwise samples, no latency).
 
 Per model and command it records the exit code, the first error line, whether a traceback was
 printed (the target is none, anywhere), the time, the child's peak memory, and for every
@@ -40,7 +41,7 @@ from real_model_data import PLANS, make_model_data  # noqa: E402
 RESULTS = HERE / "results"
 OUT_DIR = RESULTS / "real_models"
 COMMANDS = ("inspect", "profile_nodata", "profile", "bench", "quantize_fp16", "evaluate_fp16",
-            "quantize_int8", "evaluate_int8", "build_plan", "doctor")
+            "quantize_int8", "evaluate_int8", "build_plan", "build_plan_nobatch", "doctor")
 TIMEOUTS = {"doctor": 1200, "quantize_int8": 900, "evaluate_int8": 600}
 DEFAULT_TIMEOUT = 600
 
@@ -153,6 +154,8 @@ def model_argvs(name: str, model: Path, data: dict, out: Path, helps: dict) -> d
         "evaluate_int8": ["evaluate", str(out / "int8.onnx"), "--data", evals, "--reference", str(model),
                           "--batch", batch, *metric, "--json"],
         "build_plan": ["build", str(model), "--plan-only", "--data", evals, "--batch", batch, "--json"],
+        # without --batch: the data's sample count must not become the batch
+        "build_plan_nobatch": ["build", str(model), "--plan-only", "--data", evals, "--json"],
         "doctor": ["doctor", str(model), "--calib", calib, "--eval", evals, "--layerwise-samples", "16",
                    "--no-latency", *doctor_metric, "--json"],
     }
@@ -185,7 +188,7 @@ def summarize(command: str, data) -> dict:
         keep["outputs"] = {n: {s: o.get(s) for s in ("cosine", "sqnr_db", "max_abs_error")}
                            for n, o in (data.get("outputs") or {}).items()}
         return keep
-    if command == "build_plan":
+    if command.startswith("build_plan"):
         plan = data.get("plan") or {}
         return {"profile": plan.get("profile"), "warnings": plan.get("warnings"),
                 "unsupported_ops": plan.get("unsupported_ops")}
@@ -275,7 +278,9 @@ def main(argv=None) -> int:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(document, indent=2, default=str) + "\n")
-    print(f"\n{len(failures)} failing command(s); JSON: {args.output}")
+    for model, command, error in failures:
+        print(f"- {model} {command}: {error}")
+    print(f"\n{len(failures)} failing command(s) (traceback, exit 1, timeout or an invalid variant); JSON: {args.output}")
     return 0
 
 

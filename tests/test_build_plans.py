@@ -103,7 +103,12 @@ def contrib_in_if_model(path) -> str:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     root = tmp_path_factory.mktemp("plans")
     conv = conv_model(root / "conv.onnx")

@@ -416,3 +416,16 @@ def test_cli_names_the_settings_that_make_entropy_differ(models, tmp_path, capsy
     assert code == 0 and json.loads(stdout)["same_ranges_as"] is None and "note:" not in err
     assert json.loads(stdout)["recipe"]["num_bins"] == 2048
 
+
+
+def test_a_source_that_fails_the_full_check_is_named_as_the_problem(tmp_path):
+    """A model whose value_info contradicts its ops passes load_model's checker but not the full
+    check: its variants are refused, saying the model itself is the problem."""
+    model = cnn(13)
+    model.graph.value_info.append(helper.make_tensor_value_info("relu", TensorProto.INT64, ["N", 4, 8, 8]))
+    path = tmp_path / "contradicting.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(VariantError, match="contradicting.onnx itself fails onnx.checker's full check") as refused:
+        make_variant(path, "fp16", workspace=tmp_path / "ws", progress=False)
+    assert "at node '" in str(refused.value) and not isinstance(refused.value, InvalidVariantError)
+    assert not list((tmp_path / "ws").glob("*.onnx"))

@@ -55,7 +55,7 @@ def real_model() -> Path:
 @pytest.fixture(scope="module")
 def real_data(tmp_path_factory) -> dict:
     return _bench_module("real_model_data").make_model_data(
-        MODEL_NAME, tmp_path_factory.mktemp("real"), calib=16, eval=32)
+        MODEL_NAME, tmp_path_factory.mktemp("real"), calib=8, eval=16)
 
 
 def run(argv: list[str], capsys) -> tuple[int, dict | None, str]:
@@ -114,4 +114,4 @@ def test_every_command_on_a_real_model(real_model, real_data, tmp_path, capsys, 
     if results["evaluate int8"][0] == 0:
         evaluation = results["evaluate int8"][1]
         labels = np.load(evals)["labels"]
-        assert evaluation["samples"] == len(labels) == 32
+        assert evaluation["samples"] == len(labels) == 16

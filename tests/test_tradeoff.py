@@ -228,3 +228,20 @@ def test_explorer_on_a_frame_and_bad_input(real_rows):
     with pytest.raises(TypeError, match="ResultsTable or a results DataFrame"):
         TradeoffExplorer([1, 2])
     assert "Click a point" in details_html(None)
+
+
+def test_metric_axis_is_titled_by_the_rows_metric_and_refuses_mixed_metrics(real_rows):
+    rows = [dict(r, id=f"r{i}") for i, r in enumerate(real_rows[:3])]
+    frame = pd.DataFrame(rows)
+    fig = tradeoff_figure(frame, y="metric_value")
+    assert fig.layout.yaxis.title.text == "top1 (%)"
+    points = sorted((x, y) for t in _traces(fig, VARIANTS) for x, y in zip(t.x, t.y))
+    assert points == sorted((r["median_ms"], r["metric_value"]) for r in rows)
+    hover = _traces(fig, VARIANTS)[0].hovertext[0]
+    assert re.search(r"top1: [0-9.]+ %", hover)
+    psnr = frame.assign(metric="psnr", metric_unit="dB", metric_value=[60.0, 45.0, 30.0])
+    assert tradeoff_figure(psnr, y="metric_value").layout.yaxis.title.text == "psnr (dB)"
+    mixed = pd.concat([frame, psnr.assign(id=["p0", "p1", "p2"])])
+    with pytest.raises(ValueError, match=r"several metrics \['psnr', 'top1'\]"):
+        tradeoff_figure(mixed, y="metric_value")
+    assert "top1" in details_html(rows[2]) and "%" in details_html(rows[2])

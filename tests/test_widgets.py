@@ -13,6 +13,7 @@ import pytest
 
 from workbench.backends import get_backend
 from workbench.backends.tensorrt.trt_json import import_trt
+from workbench.model import load_model
 from workbench.samples import REPO_ROOT, sample_data_path, sample_path
 from workbench.views.engine_explorer import EngineExplorer
 from workbench.views.engine_figures import NODE_MARKERS, shorten
@@ -249,13 +250,28 @@ def test_show_in_puts_figures_into_the_output_widget(capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_picker_chart_is_plotly_data_inside_the_widget():
+def _op_counts(name: str) -> list[tuple[str, int]]:
+    """Op types of a sample's main graph as loaded, counted here, most common first.
+
+    Loading turns Constant nodes into initializers (``workbench.model.normalize``), so the
+    chart counts the nodes of the loaded graph, not of the file.
+    """
+    counts = Counter(node.op_type for node in load_model(sample_path(name)).proto.graph.node)
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def test_picker_chart_draws_the_op_types_of_the_model_picked():
     picker = ModelPicker()
-    chart = picker.summary_out.outputs[1]["data"]
-    assert "digits_cnn" in chart["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]
-    picker.sample_dropdown.value = "digits_transformer"
-    chart = picker.summary_out.outputs[1]["data"]
-    assert "digits_transformer" in chart["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]
+    for name in ("digits_cnn", "digits_transformer", "digits_cnn"):
+        picker.sample_dropdown.value = name
+        summary, chart = _shown(picker.summary_out)
+        (bars,) = chart["data"]
+        expected = _op_counts(name)
+        assert list(zip(bars["x"], bars["y"])) == expected  # categories, counts and order
+        nodes = sum(n for _, n in expected)
+        assert chart["layout"]["title"]["text"] == f"Op types in {name}.onnx ({nodes} nodes)"
+        facts = {row[0]: row[1] for row in _Tables(summary).rows if len(row) == 2}
+        assert facts["file"] == f"{name}.onnx" and facts["nodes"] == str(nodes)
 
 
 def test_engine_explorer_warns_when_engines_share_no_nodes():

@@ -48,7 +48,14 @@ from workbench.analysis.metrics import (
 from workbench.analysis.metrics import cosine_per_sample as cosine_per_sample
 from workbench.analysis.metrics import sqnr_db as sqnr_db
 from workbench.backends import get_backend
-from workbench.datasets.arrays import InputDataError, check_labels, load_data
+from workbench.datasets.arrays import (
+    InputDataError,
+    check_labels,
+    load_data,
+    num_samples,
+    resolve_sample_axes,
+    take_batch,
+)
 from workbench.errors import WorkbenchError
 from workbench.progress import resolve_progress
 from workbench.tables.results import tool_versions
@@ -338,6 +345,7 @@ class _Run:
     samples: int
     shapes: dict | None  # the variant's declared input shapes, if it says
     batch: dict  # {"size", "fixed"} from _batch_for
+    sample_axes: dict  # input name -> its sample axis, or None (fed as it is)
 
 
 def _prepare(variant, dataset, reference, backend, backend_options, *, batch_size: int, limit) -> _Run:
@@ -353,17 +361,17 @@ def _prepare(variant, dataset, reference, backend, backend_options, *, batch_siz
     runner = as_engine(variant, backend, backend_options, what="variant")
     ref_runner = None if reference is None else as_engine(reference, backend, backend_options, what="reference")
     data = load_data(dataset, engine_input_names(runner), limit=limit)
-    inputs, raw, source = data.inputs, data.labels, data.source
+    inputs, raw, source, axes = data.inputs, data.labels, data.source, data.sample_axes
     # 1-D labels are class indices (checked now); 2-D ones are one-hot rows or per-position
     # labels, told apart by the output's shape on the first batch
     labels = check_labels(raw, data.num_samples, source) if raw is not None and raw.ndim == 1 else None
     shapes = engine_input_shapes(runner)
-    check_input_shapes(inputs, shapes, source, what="variant")
+    check_input_shapes(inputs, shapes, source, what="variant", sample_axes=axes)
     if ref_runner is not None:
         _check_same_inputs(engine_input_names(runner), engine_input_names(ref_runner))
-        check_input_shapes(inputs, engine_input_shapes(ref_runner), source, what="reference")
-    return _Run(runner, ref_runner, inputs, labels, raw, source, next(iter(inputs.values())).shape[0], shapes,
-                _batch_for(batch_size, runner, ref_runner))
+        check_input_shapes(inputs, engine_input_shapes(ref_runner), source, what="reference", sample_axes=axes)
+    return _Run(runner, ref_runner, inputs, labels, raw, source, data.num_samples, shapes,
+                _batch_for(batch_size, runner, ref_runner, axes), axes)
 
 
 def _run_all(run: _Run, acc: "_Accumulator", progress: Any) -> None:
@@ -375,12 +383,14 @@ def _run_all(run: _Run, acc: "_Accumulator", progress: Any) -> None:
         progress: See :mod:`workbench.progress`.
     """
     with resolve_progress(progress).task("evaluate", run.samples, unit="sample") as task:
-        for start, feed, count in iter_batches(run.inputs, run.batch["size"], pad=run.batch["fixed"]):
-            outputs = run_checked(run.runner, feed, run.shapes, "variant", start, count)
+        for start, feed, count in iter_batches(run.inputs, run.batch["size"], pad=run.batch["fixed"],
+                                               sample_axes=run.sample_axes):
+            fed = run.batch["size"] if run.batch["fixed"] else count
+            outputs = run_checked(run.runner, feed, run.shapes, "variant", start, count, fed)
             ref_outputs = None
             if run.ref_runner is not None:
                 ref_outputs = run_checked(run.ref_runner, feed, engine_input_shapes(run.ref_runner),
-                                          "reference", start, count)
+                                          "reference", start, count, fed)
             acc.add(outputs, ref_outputs, start, count)
             task.update(count)
 
@@ -521,14 +531,17 @@ def _dims_text(shape: Sequence) -> str:
 
 
 def check_input_shapes(inputs: Mapping[str, np.ndarray], shapes: Mapping[str, list] | None,
-                       source: str, *, what: str = "model") -> None:
+                       source: str, *, what: str = "model", sample_axes: Mapping[str, int | None] | None = None
+                       ) -> None:
     """Refuse data whose per-sample shape cannot fit the model's declared input shapes.
 
     Args:
-        inputs: Input name -> array, samples first.
-        shapes: Input name -> declared shape (first dim = batch); None skips the check.
+        inputs: Input name -> array, samples along its sample axis (0 unless ``sample_axes`` says).
+        shapes: Input name -> declared shape (the batch on the sample axis); None skips the check.
         source: Where the data came from, for messages.
         what: ``"variant"`` or ``"reference"``.
+        sample_axes: Input name -> the axis its samples run along, or None for an input fed as
+            it is (its whole shape must fit); default axis 0.
 
     Raises:
         InputDataError: Naming the input, the data's shape and the expected shape.
@@ -539,11 +552,16 @@ def check_input_shapes(inputs: Mapping[str, np.ndarray], shapes: Mapping[str, li
         expected = shapes.get(name)
         if expected is None:
             continue
+        axis = (sample_axes or {}).get(name, 0)
         fits = len(expected) == array.ndim and all(
-            not isinstance(d, int) or d == a for d, a in zip(expected[1:], array.shape[1:])
+            not isinstance(d, int) or d == a for i, (d, a) in enumerate(zip(expected, array.shape)) if i != axis
         )
         if fits:
             continue
+        if axis != 0:
+            where = "fed as it is" if axis is None else f"samples along axis {axis}"
+            raise InputDataError(f"{source}: input '{name}' has shape {list(array.shape)} ({where}) but the {what} "
+                                 f"expects {_dims_text(expected)}. Fix the array or its data description.")
         hint = "Reshape the data so that each sample matches (the first dimension counts samples)."
         sample_size = int(np.prod(array.shape[1:]))
         fixed = expected[1:]
@@ -555,12 +573,17 @@ def check_input_shapes(inputs: Mapping[str, np.ndarray], shapes: Mapping[str, li
         )
 
 
-def _batch_for(batch_size: int, runner, ref_runner) -> dict:
-    """The batch size to run with: the models' fixed batch dimension if they have one."""
+def _batch_for(batch_size: int, runner, ref_runner, sample_axes: Mapping[str, int | None] | None = None) -> dict:
+    """The batch size to run with: the models' fixed batch dimension (on the sample axes) if they have one."""
     fixed = []
+    axes = dict(sample_axes or {})
     for engine, what in ((runner, "variant"), (ref_runner, "reference")):
         shapes = engine_input_shapes(engine) if engine is not None else None
-        dims = {s[0] for s in (shapes or {}).values() if s and isinstance(s[0], int)}
+        dims = set()
+        for name, shape in (shapes or {}).items():
+            axis = axes.get(name, 0)
+            if axis is not None and shape and axis < len(shape) and isinstance(shape[axis], int):
+                dims.add(shape[axis])
         if len(dims) > 1:
             raise EvaluationError(f"the {what}'s inputs disagree on the batch dimension: {sorted(dims)}")
         if dims:
@@ -580,32 +603,44 @@ def _batch_for(batch_size: int, runner, ref_runner) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def iter_batches(inputs: Mapping[str, np.ndarray], batch: int, *, pad: bool = False
+def iter_batches(inputs: Mapping[str, np.ndarray], batch: int, *, pad: bool = False,
+                 sample_axes: Mapping[str, int | None] | None = None
                  ) -> Iterator[tuple[int, dict[str, np.ndarray], int]]:
-    """Split inputs into batches.
+    """Split inputs into batches along their sample axes (inputs fed as they are go with every batch).
 
     Args:
-        inputs: Input name -> array, samples first.
+        inputs: Input name -> array.
         batch: Samples per batch.
         pad: Pad the last batch to ``batch`` by repeating its last sample (fixed-batch models).
+        sample_axes: The data description (default: axis 0, None for 0-d arrays).
 
     Yields:
         ``(start, feed, count)``: first sample index, the batch, and how many of its samples
         are real (the rest is padding).
     """
-    samples = next(iter(inputs.values())).shape[0]
+    axes = resolve_sample_axes(inputs, sample_axes)
+    samples = num_samples(inputs, axes)
     for start in range(0, samples, batch):
-        feed = {n: a[start:start + batch] for n, a in inputs.items()}
-        count = next(iter(feed.values())).shape[0]
+        feed = take_batch(inputs, batch, axes, start=start)
+        count = min(batch, samples - start)
         if pad and count < batch:
-            feed = {n: np.concatenate([a, np.repeat(a[-1:], batch - count, axis=0)])
-                    for n, a in feed.items()}
+            feed = {n: a if axes[n] is None else np.concatenate(
+                [a, np.repeat(np.take(a, [-1], axis=axes[n]), batch - count, axis=axes[n])], axis=axes[n])
+                for n, a in feed.items()}
         yield start, feed, count
 
 
 def run_checked(engine, feed: Mapping[str, np.ndarray], shapes: Mapping[str, list] | None,
-                what: str, start: int, count: int) -> dict[str, np.ndarray]:
+                what: str, start: int, count: int, fed: int | None = None) -> dict[str, np.ndarray]:
     """Run one batch; turn a backend's failure into a message naming inputs and shapes.
+
+    Args:
+        engine: Runs the feed.
+        feed: Input name -> batch.
+        shapes: The declared input shapes, for messages.
+        what: ``"variant"`` or ``"reference"``.
+        start, count: The batch's first sample and its real samples.
+        fed: Samples in the feed, padding included (default: the first input's axis 0).
 
     Returns:
         Output name -> array, with padded samples dropped.
@@ -629,7 +664,7 @@ def run_checked(engine, feed: Mapping[str, np.ndarray], shapes: Mapping[str, lis
         ) from err
     if not isinstance(outputs, Mapping):
         raise EvaluationError(f"the {what}'s run() returned {type(outputs).__name__}, not a dict")
-    batch = next(iter(feed.values())).shape[0]
+    batch = fed if fed is not None else next(iter(feed.values())).shape[0]
     return {n: _trim(np.asarray(a), batch, count) for n, a in outputs.items()}
 
 

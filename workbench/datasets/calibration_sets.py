@@ -144,7 +144,7 @@ class CalibrationSet:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         for feed in iter_batches(self.inputs, batch_size, self.sample_axes):
-            yield {k: np.ascontiguousarray(a) for k, a in feed.items()}
+            yield {k: np.asarray(a, order="C") for k, a in feed.items()}  # keeps 0-d inputs 0-d
 
     def content_hash(self) -> str:
         """sha256 of the samples (names, dtypes, shapes and bytes): equal data, equal hash."""

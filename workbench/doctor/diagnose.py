@@ -70,7 +70,13 @@ from workbench.analysis.metrics import (
     resolve_target,
 )
 from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
-from workbench.datasets.arrays import load_data
+from workbench.datasets.arrays import (
+    load_data,
+    num_samples,
+    resolve_sample_axes,
+    take_batch,
+)
+from workbench.datasets.calibration_sets import CalibrationSet
 
 # CHANNELWISE_OPS ... source_of, jsonable, results_rows: moved to culprits.py and report.py; re-exported
 # (``name as name``) because the deprecated alias workbench.analysis.doctor reads names off this module.
@@ -213,7 +219,7 @@ class _Progress:
 
 
 def measure_latency(path, inputs: Mapping[str, np.ndarray], *, options: Mapping | None = None, batch: int = 32,
-                    iterations: int = 30, warmup: int = 5) -> dict:
+                    iterations: int = 30, warmup: int = 5, sample_axes: Mapping | None = None) -> dict:
     """Latency of one model on ONNX Runtime's CPU provider (the workbench backend's benchmark).
 
     Args:
@@ -222,16 +228,17 @@ def measure_latency(path, inputs: Mapping[str, np.ndarray], *, options: Mapping 
         options: ``{"graph_optimization_level": ...}`` (a variant's ``ort_session_options``).
         batch: Samples per inference.
         iterations, warmup: Timed and untimed runs.
+        sample_axes: The inputs' data description (default: samples along axis 0).
 
     Returns:
         ``{"median_ms", "mean_ms", "p90_ms", "batch", "iterations"}``.
     """
 
     engine = OnnxRuntimeBackend().build(str(path), dict(options or {}))
-    feed = {k: v[:batch] for k, v in inputs.items()}
+    feed = take_batch(inputs, batch, sample_axes)
     result = engine.benchmark(feed, iterations=iterations, warmup=warmup)
     return {"median_ms": result.median_ms, "mean_ms": result.mean_ms, "p90_ms": result.p90_ms,
-            "batch": int(next(iter(feed.values())).shape[0]), "iterations": result.iterations}
+            "batch": min(int(batch), num_samples(inputs, sample_axes)), "iterations": result.iterations}
 
 
 
@@ -245,14 +252,15 @@ class _Data:
 
     loaded: object  # workbench.model.LoadedModel
     base: Recipe
-    calib: dict
+    calib: CalibrationSet  # with its data description
     eval: dict
     labels: np.ndarray | None  # as given: [N] classes, [N, C] one-hot, [N, T] per position
     metric: Metric
+    eval_axes: dict  # input name -> sample axis of the evaluation arrays, or None (fed as it is)
 
     @property
     def samples(self) -> int:
-        return int(next(iter(self.eval.values())).shape[0])
+        return num_samples(self.eval, self.eval_axes)
 
 
 @dataclass(frozen=True)
@@ -336,7 +344,8 @@ def _load_data(model, calib, eval, *, recipe, method, per_channel, methods, cali
     """
     loaded = load_model(model)
     base = _recipe(recipe, method, per_channel)
-    calib_inputs = load_data(calib, loaded.input_names, what="calibration").inputs
+    calibration = load_data(calib, loaded.input_names, what="calibration")
+    calib_set = CalibrationSet(calibration.inputs, calibration.source, {"mode": "all"}, calibration.sample_axes)
     evaluation = load_data(eval, loaded.input_names, what="evaluation")
     labels = evaluation.labels
     outputs = loaded.summary.outputs
@@ -351,12 +360,24 @@ def _load_data(model, calib, eval, *, recipe, method, per_channel, methods, cali
         raise DoctorError(f"unknown calibration method(s) {unknown}; choose from {list(METHODS)}.")
     if calib_sizes and any(int(n) < 1 for n in calib_sizes):
         raise DoctorError(f"calibration sizes must be at least 1, got {list(calib_sizes)}.")
-    return _Data(loaded, base, calib_inputs, evaluation.inputs, labels, chosen)
+    return _Data(loaded, base, calib_set, evaluation.inputs, labels, chosen, evaluation.sample_axes)
 
 
-def eval_batch_size(inputs: Mapping[str, np.ndarray], budget: int = EVAL_BATCH_BYTES, cap: int = 256) -> int:
-    """Samples per evaluation batch: as many as ``budget`` bytes of inputs hold, 1 to ``cap``."""
-    per_sample = sum(int(np.prod(a.shape[1:])) * a.dtype.itemsize for a in inputs.values())
+def eval_batch_size(inputs: Mapping[str, np.ndarray], sample_axes: Mapping | None = None,
+                    budget: int = EVAL_BATCH_BYTES, cap: int = 256) -> int:
+    """Samples per evaluation batch: as many as ``budget`` bytes of inputs hold, 1 to ``cap``.
+
+    Args:
+        inputs: Input name -> array.
+        sample_axes: The data description (inputs fed as they are do not count).
+        budget: Input bytes per batch.
+        cap: The most samples per batch.
+
+    Returns:
+        The batch size.
+    """
+    axes = resolve_sample_axes(inputs, sample_axes)
+    per_sample = sum(a.nbytes // max(a.shape[axes[n]], 1) for n, a in inputs.items() if axes[n] is not None)
     return max(1, min(cap, int(budget) // max(per_sample, 1)))
 
 
@@ -399,7 +420,7 @@ def _compare_layers(data: _Data, naive: _Naive, evaluator: Evaluator, samples: i
     """
     level = naive.variant.ort_session_options.get("graph_optimization_level", "all")
     layerwise = layerwise_compare(data.loaded.proto, naive.proto, data.eval, max_samples=samples,
-                                  variant_level=level, progress=progress)
+                                  variant_level=level, progress=progress, sample_axes=data.eval_axes)
     evaluator.all_nodes = frozenset(layerwise.quantized)
     return layerwise
 
@@ -425,7 +446,8 @@ def _examine_ranges(data: _Data, naive: _Naive, evaluator: Evaluator, layerwise:
             method_variants[m] = onnx.load(str(evaluator.variant(Config.make(method=m)).path))
     clips = method_clip_ranges(method_variants)
     q_tensors = list(dict.fromkeys(layerwise.inputs["tensor"])) if not layerwise.inputs.empty else []
-    calib_stats = activation_statistics(data.loaded.proto, data.calib, q_tensors)
+    calib_stats = activation_statistics(data.loaded.proto, data.calib.inputs, q_tensors,
+                                        sample_axes=data.calib.sample_axes)
     return _Ranges(clips, calib_stats, range_flags(layerwise.inputs, layerwise.weights))
 
 
@@ -450,7 +472,7 @@ def _check_calibration(data: _Data, evaluator: Evaluator, calib_stats: dict, lay
     curve = None
     if options.calib_sizes:
         curve = accuracy_vs_calibration_size(evaluator, options.calib_sizes, data.base.method,
-                                             next(iter(data.calib.values())).shape[0])
+                                             data.calib.num_samples)
     return _Checks(outliers, calib_eval, curve)
 
 
@@ -503,16 +525,17 @@ def _measure_latencies(data: _Data, naive: _Naive, fixed: Config, fixed_variant,
     Returns:
         ``{"fp32", "int8", "fixed"}`` -> :func:`measure_latency` output.
     """
-    lat = {"fp32": measure_latency(data.loaded.path, data.eval, iterations=iterations),
+    axes = data.eval_axes
+    lat = {"fp32": measure_latency(data.loaded.path, data.eval, iterations=iterations, sample_axes=axes),
            "int8": measure_latency(naive.variant.ort_path, data.eval, options=naive.variant.ort_session_options,
-                                   iterations=iterations)}
+                                   iterations=iterations, sample_axes=axes)}
     if fixed == naive.config:
         lat["fixed"] = lat["int8"]
     elif fixed_variant is None:
         lat["fixed"] = lat["fp32"]
     else:
         lat["fixed"] = measure_latency(fixed_variant.ort_path, data.eval, options=fixed_variant.ort_session_options,
-                                       iterations=iterations)
+                                       iterations=iterations, sample_axes=axes)
     return lat
 
 
@@ -566,7 +589,8 @@ def _examine(data: _Data, options: _Options, phases: _Progress, started: float) 
     metric = data.metric
     phases.phase(PHASES[0], f"{data.samples} evaluation samples, metric {metric.name}")
     evaluator = Evaluator(data.loaded.path, data.calib, data.eval, data.labels, recipe=data.base,
-                          workspace=options.workspace, metric=metric, batch_size=eval_batch_size(data.eval),
+                          workspace=options.workspace, metric=metric, sample_axes=data.eval_axes,
+                          batch_size=eval_batch_size(data.eval, data.eval_axes),
                           progress=phases.reporter, report=phases.note)
     naive = _naive_accuracy(evaluator, data.base, phases)
     target, warnings = _set_target(data, naive, options)

@@ -32,6 +32,8 @@ import numpy as np
 
 from workbench.analysis.accuracy import evaluate
 from workbench.analysis.metrics import Metric, get_metric, reference_value
+from workbench.datasets.arrays import ModelData, select_samples
+from workbench.datasets.calibration_sets import CalibrationSet
 from workbench.errors import WorkbenchError
 from workbench.precision import Recipe, make_variant
 
@@ -78,7 +80,8 @@ def quantize_int8(model_path, calib: Mapping[str, np.ndarray], *, recipe=None, c
 
     Args:
         model_path: The FP32 model file.
-        calib: Calibration arrays (input name -> ``[samples, ...]``).
+        calib: Calibration data: a :class:`~workbench.datasets.calibration_sets.CalibrationSet`
+            (with its data description) or input name -> ``[samples, ...]`` arrays.
         recipe: The base recipe (a Recipe or dict; default ``Recipe("int8")``).
         config: What to change.
         workspace: Variant folder (default: the workspace's ``variants``).
@@ -91,10 +94,13 @@ def quantize_int8(model_path, calib: Mapping[str, np.ndarray], *, recipe=None, c
     exclude = tuple(dict.fromkeys(tuple(base.exclude_nodes) + tuple(config.exclude)))
     changed = base.with_(exclude_nodes=exclude, method=config.method,
                          num_samples=config.num_samples if config.num_samples is not None else base.num_samples)
-    data = dict(calib)
+    data = calib if isinstance(calib, CalibrationSet) else dict(calib)
     if config.drop_samples:
-        keep = np.setdiff1d(np.arange(next(iter(data.values())).shape[0]), np.asarray(config.drop_samples))
-        data = {k: v[keep] for k, v in data.items()}
+        if not isinstance(data, CalibrationSet):
+            data = CalibrationSet(data, "calibration", {"mode": "all"})
+        keep = np.setdiff1d(np.arange(data.num_samples), np.asarray(config.drop_samples))
+        data = CalibrationSet(select_samples(data.inputs, keep, data.sample_axes), data.source,
+                              {"mode": "dropped", "dropped": list(config.drop_samples)}, data.sample_axes)
     return make_variant(str(model_path), changed, data, workspace=workspace, progress=False)
 
 
@@ -134,6 +140,7 @@ class Evaluator:
         model_path: The FP32 model (also the reference of reference metrics).
         calib: Calibration arrays.
         inputs, labels: The evaluation set (labels may be None for reference metrics).
+        sample_axes: The evaluation inputs' data description (input -> sample axis or None).
         recipe: The base recipe.
         workspace: Variant folder.
         all_nodes: The quantized nodes (excluding them all is the FP32 model).
@@ -153,6 +160,7 @@ class Evaluator:
     workspace: object = None
     all_nodes: frozenset = frozenset()
     metric: Metric = field(default_factory=lambda: get_metric("top1"))
+    sample_axes: dict | None = None
     batch_size: int = 256
     progress: object = None
     report: Callable[[str], None] | None = None
@@ -170,7 +178,8 @@ class Evaluator:
         """The metric of one model over the evaluation set (the FP32 model run beside it when the
         metric compares with a reference)."""
         reference = self.model_path if self.metric.wants_reference else None
-        result = evaluate(path, (self.inputs, self.labels), reference=reference, backend_options=dict(options or {}),
+        data = ModelData(dict(self.inputs), self.labels, "evaluation", dict(self.sample_axes or {}))
+        result = evaluate(path, data, reference=reference, backend_options=dict(options or {}),
                           batch_size=self.batch_size, top_k=(1,), metric=self.metric, compare_outputs=False,
                           progress=self.progress or False)
         return float(result.metric.value)

@@ -36,6 +36,7 @@ import pandas as pd
 
 from workbench.analysis.metrics import sqnr_db
 from workbench.backends.onnxruntime.session import LEVELS, ort_session
+from workbench.datasets.arrays import num_samples, resolve_sample_axes, take_batch
 from workbench.doctor.graph import (
     QuantizedNode,
     add_outputs,
@@ -310,6 +311,7 @@ def layerwise_compare(
     variant_level: str = "all",
     memory_budget: int = MEMORY_BUDGET,
     progress=None,
+    sample_axes: Mapping[str, int | None] | None = None,
 ) -> LayerwiseResult:
     """Compare every tensor of the FP32 model and its Q/DQ variant, locally and accumulated.
 
@@ -329,6 +331,8 @@ def layerwise_compare(
             ``qdq_loss_debug.collect_activations`` runs it. The local run always emulates.
         memory_budget: Bytes the exposed tensors of one batch may take.
         progress: A :mod:`workbench.progress` argument: samples compared, as they stream.
+        sample_axes: The inputs' data description (input -> sample axis, or None for an input fed
+            as it is); default axis 0.
 
     Returns:
         The :class:`LayerwiseResult`.
@@ -346,26 +350,31 @@ def layerwise_compare(
     quantized = quantized_nodes(variant_model)
     runs = _open_runs(fp32_model, variant_model, quantized, variant_level)
     stats = _Stats.start(fp32_model, quantized, runs)
-    total = next(iter(inputs.values())).shape[0]
+    axes = resolve_sample_axes(inputs, sample_axes)
+    total = num_samples(inputs, axes)
     count = total if max_samples is None else min(total, int(max_samples))
     if count < 1:
         raise ValueError("no samples to compare (max_samples or the data is empty).")
-    sample_bytes = _sample_bytes(runs, inputs)
+    sample_bytes = _sample_bytes(runs, _feed(inputs, axes, 0, 1))
     batch = max(1, min(int(batch_size), int(memory_budget) // max(sample_bytes, 1)))
     keep = max(64, min(int(keep_values), KEEP_BUDGET // (16 * max(len(runs.tensors), 1))))
     with resolve_progress(progress).task("doctor: layerwise comparison", count, unit="sample") as task:
         for start in range(0, count, batch):
-            feed = {k: np.ascontiguousarray(v[start:min(start + batch, count)]) for k, v in inputs.items()}
-            stats.add(runs, feed, keep_values=keep if start == 0 else None)
-            task.update(next(iter(feed.values())).shape[0])
+            size = min(batch, count - start)
+            stats.add(runs, _feed(inputs, axes, start, size), keep_values=keep if start == 0 else None)
+            task.update(size)
     result = _result(fp32_model, quantized, runs, stats, count, variant_level)
     result.batch_size, result.sample_bytes = batch, sample_bytes
     return result
 
 
-def _sample_bytes(runs: "_Runs", inputs: Mapping[str, np.ndarray]) -> int:
-    """Bytes of every exposed tensor of both runs for one sample (one run of the first sample)."""
-    feed = {k: np.ascontiguousarray(v[:1]) for k, v in inputs.items()}
+def _feed(inputs: Mapping[str, np.ndarray], axes: Mapping[str, int | None], start: int, size: int) -> dict:
+    """Samples ``start`` to ``start + size`` along the sample axes, contiguous for ONNX Runtime."""
+    return {k: np.ascontiguousarray(v) for k, v in take_batch(inputs, size, axes, start=start).items()}
+
+
+def _sample_bytes(runs: "_Runs", feed: Mapping[str, np.ndarray]) -> int:
+    """Bytes of every exposed tensor of both runs for one sample (``feed``: the first sample)."""
     total = sum(a.nbytes for a in runs.local.run(runs.local_names, feed) if hasattr(a, "nbytes"))
     total += sum(a.nbytes for a in runs.variant.run(runs.variant_names, feed) if hasattr(a, "nbytes"))
     return int(total + sum(a.nbytes for a in feed.values()))

@@ -164,3 +164,23 @@ def validate_model(
     except Exception as err:  # INVALID_GRAPH, FAIL, INVALID_ARGUMENT...: not a model ORT can take
         raise _refusal(what, err, source_nodes, "ONNX Runtime") from err
     return Validation(True)
+
+
+def check_source(model: onnx.ModelProto, name: str) -> None:
+    """Refuse a source model that itself fails the full check (its variants would fail it too).
+
+    Called when a variant failed the gate, to tell the model's own problem from the workbench's.
+
+    Raises:
+        VariantError: The source model fails ``onnx.checker``'s full check; the message names the
+            node and says to fix the export.
+    """
+    try:
+        _check_onnx(model)
+    except Exception as err:
+        node = node_in(str(err))
+        raise VariantError(
+            f"{name} itself fails onnx.checker's full check (strict type and shape inference) at "
+            f"{f'node {node!r}' if node else 'a node the check does not name'}: {first_line(err)[:300]}; every "
+            "variant of it would too, so none is written. Fix the export (onnx.checker.check_model(path, "
+            "full_check=True) shows the details).") from err

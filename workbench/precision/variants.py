@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import html
 import json
 import os
 import re
@@ -77,6 +78,8 @@ from workbench.precision.validate import (
     InvalidVariantError,
     Validation,
     VariantError,
+    check_source,
+    first_line,
     validate_model,
 )
 from workbench.workspace import workspace_dir, write_atomic
@@ -158,7 +161,7 @@ class Variant:
             "emulation_path": str(self.emulation_path) if self.emulation_path else None,
             "cached": self.cached,
             "runs_on_ort_cpu": self.runs_on_ort_cpu,
-            **{k: self.record.get(k) for k in ("precision", "name", "tool", "seconds")},
+            **{k: self.record.get(k) for k in ("precision", "name", "tool", "seconds", "warnings")},
         }
 
     def _repr_html_(self) -> str:
@@ -178,7 +181,11 @@ class Variant:
         kept = self.record.get("kept_fp32") or {}
         if kept:
             rows.append(("kept FP32", ", ".join(sorted(kept))))
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows)
+        upgrade = self.record.get("opset_upgrade")
+        if upgrade:
+            rows.append(("opset", f"upgraded {upgrade['from']} -> {upgrade['to']}: {upgrade['why']}"))
+        rows += [("<b>warning</b>", warning) for warning in self.record.get("warnings") or []]
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
         return f"<b>Variant {self.record.get('name')}</b><table>{body}</table>"
 
 
@@ -400,12 +407,25 @@ def _build(target: _Target, calib, progress: bool) -> dict:
 
     Returns:
         The builder's dict (see the Builders section below).
+
+    Raises:
+        VariantError: ONNX Runtime or ONNX refuses a graph the builder makes on the way (the
+            calibration graph, shape inference): the model's own problem when it fails the full
+            check, else named with their reason.
     """
     builders = {"fp32": _build_fp32, "fp16": _build_fp16, "bf16": _build_bf16, "int8": _build_quantized,
                 "fp8": _build_quantized}
-    recipe = target.recipe
-    built = builders[recipe.precision](target.loaded, recipe, target.calib_set, tool=target.tool,
-                                       progress=progress, folder=target.folder)
+    recipe, loaded = target.recipe, target.loaded
+    try:
+        built = builders[recipe.precision](loaded, recipe, target.calib_set, tool=target.tool,
+                                           progress=progress, folder=target.folder)
+    except Exception as err:
+        if isinstance(err, WorkbenchError) or not type(err).__module__.startswith(("onnxruntime", "onnx.")):
+            raise
+        check_source(loaded.proto, loaded.path.name)  # the model's own problem, if it is one
+        raise VariantError(
+            f"making the {recipe.label} variant of {loaded.path.name}: ONNX Runtime or ONNX refuses a graph made on "
+            f"the way ({type(err).__name__}: {first_line(err)[:300]}). Please report it with the model.") from err
     if calib is not None and target.calib_set is None:
         built.setdefault("notes", []).append(f"calibration data given but not used: {recipe.precision} needs none")
     return built
@@ -582,7 +602,11 @@ def _validate(target: _Target, built: dict) -> Validation:
     what = f"the {target.recipe.label} variant of {target.loaded.path.name}"
     nodes = target.loaded.node_names
     options = built.get("ort_session_options") or {}
-    validation = validate_model(built["model"], what=what, options=options, source_nodes=nodes)
+    try:
+        validation = validate_model(built["model"], what=what, options=options, source_nodes=nodes)
+    except InvalidVariantError:
+        check_source(target.loaded.proto, target.loaded.path.name)  # the model's own problem, if it is one
+        raise
     if built.get("emulation") is not None:
         validate_model(built["emulation"], what=f"the ORT-CPU emulation of {what}", options=options,
                        source_nodes=nodes, must_run=True)

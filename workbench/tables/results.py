@@ -222,7 +222,7 @@ def make_row(
         "min_cosine": ev.get("min_cosine"),
         "min_sqnr_db": _min_sqnr(ev),
         "metric": ev.get("metric"),
-        "metric_value": ev.get("metric_value"),
+        "metric_value": _metric_value(evaluation, ev),
         "metric_unit": ev.get("metric_unit"),
         "mean_ms": bench.get("mean_ms"),
         "median_ms": bench.get("median_ms"),
@@ -237,6 +237,14 @@ def make_row(
     }
     row.update(extra)
     return row
+
+
+def _metric_value(evaluation: Any, ev: Mapping) -> float | None:
+    """The evaluation's metric value; from the result object itself when there is one, so an infinite
+    value (SQNR/PSNR of identical outputs) stays infinite (its JSON form writes None)."""
+    scored = getattr(evaluation, "metric", None)
+    value = getattr(scored, "value", None)
+    return float(value) if isinstance(value, (int, float)) else ev.get("metric_value")
 
 
 def _min_sqnr(ev: Mapping) -> float | None:

@@ -95,10 +95,12 @@ class DoctorExplorer(widgets.VBox):
         show_in(self.curve_out, error_curve_figure(d.layerwise.tensors, first_jump=jump["tensor"] if jump else None))
         if d.ranking:
             show_in(self.sensitivity_out, sensitivity_figure(d.ranking, fix_exclude=d.fix["config"]["exclude"]),
-                    search_figure(d.search.get("steps", []), naive_accuracy=d.int8_accuracy,
-                                  target_accuracy=d.fp32_accuracy - d.target_drop / 100))
-        show_in(self.tradeoff_out, before_after_figure(results_rows(report),
-                                                       target_top1=d.fp32_accuracy - d.target_drop / 100))
+                    search_figure(d.search.get("steps", []), metric=d.metric_name, unit=d.metric_unit,
+                                  naive_value=d.int8_value, target_value=d.target_value))
+        target = d.target_value
+        show_in(self.tradeoff_out, before_after_figure(
+            results_rows(report), target=target,
+            target_top1=None if target is None or d.metric_name != "top1" else target / 100))
         self.show_tensor()
 
     def show_tensor(self) -> None:

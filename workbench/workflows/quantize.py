@@ -82,27 +82,13 @@ def quantize_command(
     started = time.perf_counter()
     out_path = _output_path(output, overwrite, model)
     _check_settings(method, num_bins, percentile)
-    recipe = Recipe(
-        precision,
-        method=method,
-        exclude_nodes=tuple(exclude or ()),
-        exclude_op_types=tuple(exclude_op_types or ()),
-        op_types_to_quantize=tuple(op_types) if op_types else None,
-        per_channel=per_channel,
-        num_samples=num_samples,
-        sample_selection="random" if random_samples else "first",
-        seed=seed,
-        batch_size=batch_size,
-        tool=tool,
-        num_bins=num_bins,
-        percentile=percentile,
-    )
+    recipe = Recipe(precision, method=method, exclude_nodes=tuple(exclude or ()),
+                    exclude_op_types=tuple(exclude_op_types or ()),
+                    op_types_to_quantize=tuple(op_types) if op_types else None, per_channel=per_channel,
+                    num_samples=num_samples, sample_selection="random" if random_samples else "first", seed=seed,
+                    batch_size=batch_size, tool=tool, num_bins=num_bins, percentile=percentile)
     variant = make_variant(model, recipe, calib, workspace=workspace, progress=progress)
-    emulation_out = None
-    if out_path is not None:
-        if variant.emulation_path is not None:  # known once the variant is made; checked before any copy
-            _refuse_taken([emulation_path_for(out_path)], overwrite)
-        emulation_out = _copy_out(variant, out_path)
+    emulation_out = _copy_out(variant, out_path, overwrite) if out_path is not None else None
     return _summary(variant, out_path, emulation_out, started)
 
 
@@ -161,16 +147,23 @@ def _output_path(output, overwrite: bool, model=None) -> Path | None:
     return out_path
 
 
-def _copy_out(variant, out_path: Path) -> Path | None:
+def _copy_out(variant, out_path: Path, overwrite: bool) -> Path | None:
     """Copy the variant (and its emulation) to ``out_path``, with its record beside it.
 
     Args:
         variant: The variant in the workspace.
-        out_path: The checked output path.
+        out_path: The checked output path (its file and record are free, or ``overwrite``).
+        overwrite: Replacing an existing emulation file is allowed.
 
     Returns:
         Where the emulation was copied (``<stem>.ort-emulation.onnx``), or None without one.
+
+    Raises:
+        OutputExistsError: The emulation's path is taken and ``overwrite`` is False (checked
+            before anything is copied: whether there is an emulation is known only now).
     """
+    if variant.emulation_path is not None:
+        _refuse_taken([emulation_path_for(out_path)], overwrite)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     copy_atomic(variant.path, out_path)
     record = dict(variant.record)

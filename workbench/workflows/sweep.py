@@ -98,6 +98,7 @@ def measure_variant(
     warmup: int = 5,
     threads: int | None = None,
     rounds: int = 1,
+    metric=None,
 ) -> dict:
     """Evaluate and benchmark one variant on one backend; return its results row.
 
@@ -115,6 +116,8 @@ def measure_variant(
         threads: ORT ``intra_op_num_threads`` (None: ORT's default).
         rounds: Benchmark each batch size this many times and keep the run with the lowest
             median (on a shared machine other work only ever adds time).
+        metric: The :mod:`~workbench.analysis.metrics` metric of the row's ``metric``,
+            ``metric_value`` and ``metric_unit`` columns (None: top1 with labels, else agreement).
 
     Returns:
         A :func:`~workbench.tables.results.make_row` row with extra columns ``accuracy_on``,
@@ -122,7 +125,7 @@ def measure_variant(
     """
     accuracy_path, latency_path, options = _where_it_runs(variant, backend, threads)
     evaluation = evaluate(accuracy_path, eval_data, reference=reference, backend=backend,
-                          backend_options=options or None)
+                          backend_options=options or None, metric=metric)
     engine = get_backend(backend).build(latency_path, options or None)
     latency, first = _benchmark(engine, inputs, batch_sizes, iterations=iterations, warmup=warmup, rounds=rounds)
     record = variant.record
@@ -231,6 +234,7 @@ def measure_variants(
     remeasure: bool = False,
     workspace=None,
     progress: bool = True,
+    metric=None,
 ) -> list[dict]:
     """Make, evaluate and benchmark every recipe's variant of ``model``: one results row each.
 
@@ -255,6 +259,9 @@ def measure_variants(
             re-running a notebook does not duplicate rows; True measures and adds it anyway.
         workspace: Folder for the variants (default: the workspace's ``variants``).
         progress: Show a progress bar over the grid.
+        metric: The metric of every row's ``metric``/``metric_value``/``metric_unit`` columns
+            (``top1``, ``agreement``, ``cosine``, ``sqnr``, ``psnr``, ``python:module:function``;
+            None: top1 with labels, else agreement).
 
     Returns:
         The rows, in recipe order then backend order; each has an ``id`` when it is in ``table``.
@@ -270,7 +277,8 @@ def measure_variants(
     loaded = load_model(model_path)
     inputs = _eval_inputs(eval_data, [i["name"] for i in loaded.summary.inputs])
     measured = _measured_rows(table, batch_sizes) if table is not None and not remeasure else {}
-    bench = dict(batch_sizes=batch_sizes, iterations=iterations, warmup=warmup, threads=threads, rounds=rounds)
+    bench = dict(batch_sizes=batch_sizes, iterations=iterations, warmup=warmup, threads=threads, rounds=rounds,
+                 metric=metric)
     rows = []
     with resolve_progress(progress).task(f"measure {name}", len(recipes) * len(backends), unit="variant") as task:
         for recipe in recipes:
@@ -342,6 +350,8 @@ def rows_frame(rows: Sequence[Mapping[str, Any]], batch_sizes: Sequence[int] | N
             "top1": row.get("top1"),
             "top1_agreement": row.get("top1_agreement"),
             "min_sqnr_db": row.get("min_sqnr_db"),
+            "metric": row.get("metric"),
+            "metric_value": row.get("metric_value"),
         }
         for size in batch_sizes:
             entry[f"median_ms@b{size}"] = ((row.get("latency") or {}).get(str(size)) or {}).get("median_ms")
@@ -427,7 +437,7 @@ def op_changes(model, variants):
     return frame[frame.nunique(axis=1) > 1].sort_index()
 
 
-def accuracy_table(variants, eval_data, reference, *, progress: bool = False):
+def accuracy_table(variants, eval_data, reference, *, progress: bool = False, metric=None):
     """Evaluate each variant on labelled data against the FP32 reference, on ORT CPU.
 
     Each variant runs as :func:`measure_variant` runs it: ``variant.ort_path`` (the variant or
@@ -438,17 +448,21 @@ def accuracy_table(variants, eval_data, reference, *, progress: bool = False):
         eval_data: An ``.npz`` with the model inputs and ``labels`` (or ``(inputs, labels)``).
         reference: The FP32 model (path) to compare outputs with.
         progress: Show a progress bar per evaluation.
+        metric: The metric of the ``metric``/``metric_value``/``metric_unit``/``passed``
+            columns (None: top1 with labels, else agreement).
 
     Returns:
         A DataFrame: top-1, top-5, top-1 agreement with the reference, worst cosine similarity,
-        lowest SQNR (dB), max abs error, and what ran (variant or emulation).
+        lowest SQNR (dB), max abs error, the metric, its value and unit, whether it passed its
+        default target, and what ran (variant or emulation).
     """
     import pandas as pd
 
     rows = []
     for label, variant in _variants_dict(variants).items():
         result = evaluate(variant.ort_path, eval_data, reference=reference,
-                          backend_options=variant.ort_session_options or None, progress=progress)
+                          backend_options=variant.ort_session_options or None, progress=progress, metric=metric)
+        scored = result.metric
         rows.append({
             "variant": label,
             "top1": result.top1,
@@ -457,6 +471,10 @@ def accuracy_table(variants, eval_data, reference, *, progress: bool = False):
             "min_cosine": result.min_cosine,
             "min_sqnr_db": result.min_sqnr_db,
             "max_abs_error": max((o.max_abs_error for o in result.outputs.values()), default=None),
+            "metric": None if scored is None else scored.name,
+            "metric_value": None if scored is None else scored.value,
+            "metric_unit": None if scored is None else scored.unit,
+            "passed": result.passed,
             "ran": variant.accuracy_on,
         })
     return pd.DataFrame(rows)

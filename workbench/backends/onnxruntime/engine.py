@@ -46,6 +46,7 @@ from workbench.backends.onnxruntime.session import (
     ort_session,
     session_options,
 )
+from workbench.errors import WorkbenchError
 from workbench.model.names import ensure_node_names, names_need_fixing
 from workbench.tables.engine_table import make_layer_table
 
@@ -147,6 +148,10 @@ def _check_providers(providers: Sequence) -> None:
             )
 
 
+class ModelRunError(WorkbenchError, RuntimeError):
+    """ONNX Runtime refused to run a model on the inputs given; the message names them and the reason."""
+
+
 class OnnxRuntimeBackend(Backend):
     """Builds ONNX models into :class:`OnnxRuntimeEngine` sessions."""
 
@@ -223,7 +228,8 @@ class OnnxRuntimeEngine(Engine):
         for name in self.input_names:
             if name not in inputs:
                 raise KeyError(f"missing input {name!r}; model inputs: {self.input_names}")
-            feed[name] = np.ascontiguousarray(inputs[name], dtype=self._input_dtypes[name])
+            # asarray(order="C"), not ascontiguousarray: that makes a scalar (a sample rate) 1-D
+            feed[name] = np.asarray(inputs[name], dtype=self._input_dtypes[name], order="C")
         return feed
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -268,6 +274,7 @@ class OnnxRuntimeEngine(Engine):
         """
         feed = self.feed(inputs)
         run, names = self.session.run, self.output_names
+        self.checked_run(feed)  # a model that fails on these inputs is refused in one line, not timed
         for _ in range(max(0, int(warmup))):
             run(names, feed)
         if duration_s is None:
@@ -282,6 +289,32 @@ class OnnxRuntimeEngine(Engine):
                 _batch_size(feed[self.input_names[0]]) if self.input_names else 1),
             settings=self._settings(iterations=int(iterations), duration_s=duration_s),
         )
+
+    def checked_run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """One run of a ready feed that turns ONNX Runtime's failure into a one-line :class:`ModelRunError`.
+
+        Args:
+            feed: Input name -> array, as :meth:`feed` builds it.
+
+        Returns:
+            The outputs, in ``output_names`` order.
+
+        Raises:
+            ModelRunError: ONNX Runtime refused to run the model on these inputs (a value or a
+                shape the model's own checks reject, e.g. a sample rate it does not support).
+        """
+        try:
+            return self.session.run(self.output_names, feed)
+        except Exception as err:  # ORT's pybind errors (Fail, InvalidArgument, ...) share no base class
+            if isinstance(err, (KeyboardInterrupt, MemoryError)):
+                raise
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            message = message.split("Status Message: ")[-1].split("] : ")[-1][:300]
+            shapes = ", ".join(f"{n} {list(a.shape)}" for n, a in feed.items())
+            raise ModelRunError(
+                f"ONNX Runtime could not run the model on these inputs ({shapes}): {message}. Random "
+                "inputs can hold values a model refuses (a sample rate, token ids): give real data (--data)."
+            ) from err
 
     def _settings(self, **extra) -> dict:
         """Describe how this engine runs, for benchmark results and table attrs."""
@@ -351,7 +384,9 @@ class OnnxRuntimeEngine(Engine):
         """
         if iterations < 1:
             raise ValueError("iterations must be >= 1")
-        events = self._profile_events(self.feed(inputs), int(iterations), max(0, int(warmup)))
+        feed = self.feed(inputs)
+        self.checked_run(feed)
+        events = self._profile_events(feed, int(iterations), max(0, int(warmup)))
         return join_profile(self.layers(), events, int(iterations))
 
     def _profile_events(self, feed: dict, iterations: int, warmup: int) -> list[dict]:
