@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from precision_traits import calibration_for, cnn
 
 from workbench.datasets.calibration_sets import from_npz
 from workbench.precision.calibrator import (
@@ -181,3 +182,18 @@ def test_calibrator_keeps_its_public_names():
     assert cal.thresholds_from_histograms is calib_ranges.thresholds_from_histograms
     assert cal.ort_calibrate is calib_reference.ort_calibrate is face.ort_calibrate
     assert face.calibrate is cal.calibrate and face.prepare_for_calibration is cal.prepare_for_calibration
+
+
+@pytest.mark.parametrize("version", [10, 11])
+@pytest.mark.parametrize("options", [CalibrationOptions("percentile"), CalibrationOptions("entropy", num_bins=256)],
+                         ids=["percentile-tails", "entropy-histograms"])
+def test_old_opsets_calibrate_to_ort_s_ranges(version, options):
+    """The calibration graph's tails (int64 Min: opset 12) and histograms (ScatterElements' reduction:
+    opset 16) run on an upgraded copy of an opset 10/11 model; the ranges stay ORT's own."""
+    model = prepare_for_calibration(cnn(version))
+    calib = calibration_for(model, 64)
+    ours = calibrate(model, calib, options, op_types=None, batch_size=BATCH, progress=False, exact=True)
+    theirs = ort_calibrate(model, calib, options, op_types=None, batch_size=BATCH)
+    result = compare_ranges(ours.tensors_range, theirs)
+    assert result["tensors"] == len(ours.tensors) >= 4 and not result["missing"]
+    assert result["max_rel_diff"] <= 1e-6, result

@@ -229,6 +229,12 @@ def test_an_already_quantized_model_is_refused_as_such(models, precision, tmp_pa
     assert not list((tmp_path / "ws").glob("*.onnx"))
 
 
+def test_a_qdq_variant_given_back_as_the_model_is_refused_as_already_quantized(models, tmp_path):
+    int8 = make(models, "opset12", "int8", tmp_path)
+    with pytest.raises(VariantError, match="already quantized with QuantizeLinear/DequantizeLinear pairs"):
+        make_variant(int8.path, "fp16", workspace=tmp_path / "again", progress=False)
+
+
 def test_an_already_quantized_model_still_has_its_fp32_reference(models, tmp_path):
     assert_valid(make(models, "dynamically_quantized", "fp32", tmp_path))
 

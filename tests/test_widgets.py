@@ -34,7 +34,8 @@ def test_picker_opens_on_a_sample_and_switches():
     picker.sample_dropdown.value = "digits_transformer"
     assert picker.model.name == "digits_transformer" and seen == ["digits_transformer"]
     assert "digits_transformer" in picker.status.value
-    assert len(picker.summary_out.outputs) == 2  # summary table and op-type chart
+    summary, chart = _shown(picker.summary_out)  # summary table and op-type chart, of the new model
+    assert "digits_transformer" in summary and "digits_transformer" in chart["layout"]["title"]["text"]
 
 
 def test_picker_bad_path_shows_the_error_and_keeps_the_model(tmp_path):
@@ -172,15 +173,19 @@ def _assert_fusion_tab_draws(explorer, table, model=None):
     assert f"{len(names)} nodes in {len(table)} layers" in graph["layout"]["title"]["text"]
 
 
-def _assert_compare_tab_draws(explorer, a, b):
-    """The Compare tab shows B - A per group; the bars add up to the difference of the totals."""
+def _assert_compare_tab_draws(explorer, a, b, groups=None):
+    """The Compare tab shows B - A: the totals of both tables in the title, and bars that add up
+    to the difference of the totals (``groups``: how many groups there are, when more than the
+    40 drawn)."""
     (figure, frame) = _shown(explorer.compare_out)[-2:]
     (bars,) = figure["data"]
-    difference = explorer.tables[b]["time_ms"].sum() - explorer.tables[a]["time_ms"].sum()
-    assert math.isclose(sum(bars["x"]), difference, rel_tol=1e-9, abs_tol=1e-12)
-    assert figure["layout"]["title"]["text"].startswith(f"{b} vs {a}: layer time ")
+    total_a, total_b = explorer.tables[a]["time_ms"].sum(), explorer.tables[b]["time_ms"].sum()
+    assert figure["layout"]["title"]["text"].startswith(f"{b} vs {a}: layer time {total_a:.4f} → {total_b:.4f} ms")
+    if groups is None:
+        assert math.isclose(sum(bars["x"]), total_b - total_a, rel_tol=1e-9, abs_tol=1e-12)
     header = _Tables(frame).rows[0]
     assert f"{a} (ms)" in header and f"{b} (ms)" in header
+    return bars
 
 
 @pytest.fixture(scope="module")
@@ -282,13 +287,13 @@ def test_engine_explorer_warns_when_engines_share_no_nodes():
         {"input": np.load(sample_data_path("digits_transformer"))["input"][:4]}, iterations=2)
     explorer = EngineExplorer({"cnn": cnn, "transformer": transformer})
     assert (explorer.compare_a.value, explorer.compare_b.value) == ("cnn", "transformer")
-    from ipywidgets.widgets.widget import _instances
-
-    assert len(explorer.compare_out.outputs) == 3  # the warning, the figure, the table
-    view = explorer.compare_out.outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]
-    warning = _instances[view["model_id"]].value
+    warning, figure, frame = _shown(explorer.compare_out)
     assert "share no ONNX nodes" in warning and "cnn" in warning and "transformer" in warning
-    assert "application/vnd.plotly.v1+json" in explorer.compare_out.outputs[1]["data"]
+    # nothing matched: every layer is a group of its own, -time for cnn's, +time for the
+    # transformer's; the figure keeps the 40 largest
+    bars = _assert_compare_tab_draws(explorer, "cnn", "transformer", groups=len(cnn) + len(transformer))
+    expected = sorted([-t for t in cnn["time_ms"]] + list(transformer["time_ms"]), key=abs, reverse=True)[:40]
+    assert sorted(bars["x"]) == sorted(expected)
     explorer.compare_b.value = "cnn"
-    explorer.compare_a.value = "cnn"
-    assert len(explorer.compare_out.outputs) == 1  # same engine twice: a note only
+    (note,) = _shown(explorer.compare_out)  # same engine twice: a note only
+    assert "Pick two different engines" in note

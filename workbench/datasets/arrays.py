@@ -505,7 +505,8 @@ def synthetic_inputs(input_specs: Sequence[Mapping], *, batch: int = 1, seed: in
 
 
 def _shape_hint(name: str, shape: Sequence, batch: int, axis: int | None) -> str:
-    dims = [str(d) if isinstance(d, int) else (str(batch) if i == axis else f"<{d}>") for i, d in enumerate(shape)]
+    dims = [str(d) if isinstance(d, int) and d > 0 else str(batch) if i == axis else
+            "<size>" if d in ("?", -1) else f"<{d}>" for i, d in enumerate(shape)]
     label = f"'{name}'" if ":" in name else name
     return (f"give data (--data), or the shape: --shapes {label}:{'x'.join(dims)} on the command line, "
             f"shapes={{'{name}': ({', '.join(dims)}{',' if len(dims) == 1 else ''})}} in Python")

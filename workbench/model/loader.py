@@ -237,20 +237,18 @@ def _infer_shapes(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
     pinned = []
     for value in proto.graph.input:
         ttype = value.type.tensor_type
-        if ttype.HasField("shape") and ttype.shape.dim and not ttype.shape.dim[0].HasField("dim_value"):
-            dim = ttype.shape.dim[0]
-            pinned.append((dim, dim.dim_param))
+        dims = ttype.shape.dim if ttype.HasField("shape") else []
+        if dims and not (dims[0].HasField("dim_value") and dims[0].dim_value >= 0):  # -1: dynamic too
+            dim = dims[0]
+            pinned.append((dim, onnx.TensorShapeProto.Dimension.FromString(dim.SerializeToString())))
             dim.dim_value = 1
     try:
         return onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True), None
     except Exception as err:  # inference is best effort; the checker already passed
         return proto, f"shape inference failed ({err}); FLOPs and shapes may be incomplete"
     finally:
-        for dim, param in pinned:
-            if param:
-                dim.dim_param = param
-            else:
-                dim.ClearField("dim_value")
+        for dim, stored in pinned:
+            dim.CopyFrom(stored)
 
 
 def is_onnx_path(path) -> bool:

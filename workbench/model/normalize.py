@@ -50,13 +50,14 @@ def normalize_model(proto: onnx.ModelProto) -> tuple[list[dict], dict[str, str]]
     if step:
         steps.append(step)
     renamed = ensure_node_names(proto.graph)  # before folding: indices follow the stored graph
+    folded, values = fold_constants(proto.graph)
+    if renamed:  # the Constant nodes among them are gone: only the names that stay are news
+        renamed = {node.name: renamed[node.name] for node in proto.graph.node if node.name in renamed}
     if renamed:
         unnamed = sum(1 for old in renamed.values() if not old)
-        example = next(iter(renamed))
         steps.append({"step": "node_names", "detail": (
             f"named {unnamed} unnamed node(s) and renamed {len(renamed) - unnamed} duplicate(s) "
-            f"by the rule <op_type>_<index> (e.g. {example!r})")})
-    folded, values = fold_constants(proto.graph)
+            f"by the rule <op_type>_<index> (e.g. {next(iter(renamed))!r})")})
     if folded:
         steps.append({"step": "fold_constants", "detail": (
             f"{folded} Constant node(s) folded into initializers of the same name ({values:,} values)")})

@@ -193,9 +193,9 @@ def _tensor_info(value: onnx.ValueInfoProto) -> dict:
 
 
 def _dim(dim) -> int | str:
-    if dim.HasField("dim_value"):
+    if dim.HasField("dim_value") and dim.dim_value >= 0:
         return int(dim.dim_value)
-    return dim.dim_param or "?"
+    return dim.dim_param or "?"  # some exporters write a dynamic dim as -1
 
 
 def _count_parameters(graph) -> tuple[int, int]:
