@@ -172,6 +172,8 @@ def test_explorer_select_updates_selection_highlight_details_and_callbacks(table
 
     explorer.precision_dropdown.value = "FP32"  # filter: INT8 hidden, selection kept
     assert {t.name for t in _traces(explorer.figure, VARIANTS)} == {"FP32"}
+    fp32_ids = sorted(frame.loc[frame["precision"] == "FP32", "id"])
+    assert sorted(i for t in _traces(explorer.figure, VARIANTS) for i in t.customdata) == fp32_ids
     assert _ring(explorer) == ([], []) and explorer.selected_id == int8["id"]
     explorer.precision_dropdown.value = "(all)"
     assert _ring(explorer) == ([int8["median_ms"]], [int8["top1"]])
@@ -209,8 +211,15 @@ def test_explorer_filters_and_refresh_pick_up_new_rows(table, real_rows):
     explorer = TradeoffExplorer(table)
     assert explorer.model_dropdown.options == ("(all)", "digits_cnn", "digits_transformer")
     assert explorer.precision_dropdown.options == ("(all)", "BF16", "FP16", "FP32", "INT8")
+    frame = table.frame()
     explorer.model_dropdown.value = "digits_transformer"
-    assert [len(t.x) for t in _traces(explorer.figure, VARIANTS)] == [1]
+    (only,) = frame[frame["model"] == "digits_transformer"].to_dict("records")
+    drawn = [(i, x, y) for t in _traces(explorer.figure, VARIANTS) for i, x, y in zip(t.customdata, t.x, t.y)]
+    assert drawn == [(only["id"], only["median_ms"], only["top1"])]  # that model's one row, where it lies
+    explorer.model_dropdown.value = "digits_cnn"
+    measured = frame[(frame["model"] == "digits_cnn") & frame["median_ms"].notna()]
+    drawn = {i: (x, y) for t in _traces(explorer.figure, VARIANTS) for i, x, y in zip(t.customdata, t.x, t.y)}
+    assert drawn == {r["id"]: (r["median_ms"], r["top1"]) for r in measured.to_dict("records")}
     explorer.model_dropdown.value = "(all)"
     new_id = table.add({**real_rows[0], "variant": "cnn-rerun", "backend": "tensorrt"})
     explorer.refresh()
