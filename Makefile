@@ -16,13 +16,16 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 install: $(BIN)/python
+	$(if $(findstring pytorch,$(LAB_EXTRAS)),$(BIN)/python -m pip install --quiet torch==2.13.0)
 	$(BIN)/python -m pip install --quiet -e '.[$(LAB_EXTRAS)]'
 
 lab: install
 	$(BIN)/workbench lab $(LAB_ARGS)
 
+# CPU torch 2.13.0 before the pytorch extra (notebook 07), as for the ModelOpt venv below.
 test: $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test,pytorch]'
 	bash tests/browser_setup.sh
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
@@ -45,9 +48,12 @@ samples: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python sample_models/build.py
 
+# Each bench script writes bench/results/<name>.json (committed); the README's measured figures
+# are then made from them (tests/test_readme_figures.py checks the README against the results).
 bench: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+	$(BIN)/python bench/readme_tables.py --write
 
 clean-venv:
 	rm -rf $(VENV) $(MO_VENV)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -208,10 +210,14 @@ def test_image_folder_needs_declared_preprocessing(tmp_path, cnn):
         load_calibration_set(tmp_path, cnn)
 
 
-@pytest.mark.skipif(pil_available(), reason="Pillow is installed, so PNG files are readable")
-def test_png_without_pillow_is_refused_with_the_fix(tmp_path):
+def test_png_without_pillow_is_refused_with_the_fix(tmp_path, monkeypatch):
+    """Pillow is optional: without it (its import blocked here, so this runs with or without
+    Pillow installed) a PNG is refused naming the file and the fix."""
+    for module in ("PIL", "PIL.Image"):
+        monkeypatch.setitem(sys.modules, module, None)  # import PIL.Image now raises ImportError
+    assert not pil_available()
     (tmp_path / "img.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    with pytest.raises(InputDataError, match="need Pillow"):
+    with pytest.raises(InputDataError, match=r"'img.png' need Pillow.*pip install pillow"):
         from_image_folder(tmp_path, Preprocess(), "input")
 
 

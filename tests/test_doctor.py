@@ -468,7 +468,8 @@ def test_join_onnxruntime_profile_with_layerwise_errors(transformer):
     assert joined.attrs["unmatched_nodes"] == []
     row = joined[joined["worst_node"] == QKV].iloc[0]
     assert row["time_ms"] > 0
-    assert row["local_sqnr_db"] == pytest.approx(transformer.layerwise.nodes.set_index("node").loc[QKV, "local_sqnr_db"])
+    nodes = transformer.layerwise.nodes.set_index("node")
+    assert row["local_sqnr_db"] == pytest.approx(nodes.loc[QKV, "local_sqnr_db"])
 
 
 # --------------------------------------------------------------------------------------------

@@ -160,3 +160,16 @@ def test_05_grid_sentences_match_the_table(tmp_path, monkeypatch):
         ratio = int8["median_ms@b1"].median() / fp32["median_ms@b1"]
         word = "slower" if ratio >= 1 else "faster"
         assert re.search(rf"is [\d.]+x {word} than FP32's", line)
+
+
+def test_07_sentence_matches_its_table(tmp_path, monkeypatch):
+    pytest.importorskip("torch", reason="notebook 07 trains and exports with PyTorch (the pytorch extra)")
+    nb = executed("07", tmp_path, monkeypatch)
+    table = _table(nb, "fact-pytorch-table", "variant")
+    sentence = cell_text(_one(nb, "fact-pytorch"))
+    fp32, int8 = table.loc["fp32", "top1"], table.loc["int8", "top1"]
+    assert f"scores {_pct(fp32)} top-1 in FP32 and {_pct(int8)} in INT8" in sentence
+    assert ("a drop of" in sentence) == (int8 < fp32)
+    assert fp32 > 0.8  # a real classifier, trained in the notebook
+    export = next(cell_text(c) for c in nb.cells if "torch.onnx.export(" in c.source)
+    assert "Warning" not in export and float(re.search(r"on 50 images: ([\d.e+-]+)", export).group(1)) < 1e-4

@@ -390,8 +390,9 @@ def _metric_args(parser, judged: str) -> None:
                         "[N, T, C]), cosine, sqnr (dB), psnr (dB), or python:module:function; default: top1 "
                         "with labels, else agreement (sqnr for outputs that are not class scores)")
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--target", type=number(float("-inf")), help=f"minimum metric value for {judged}, in the metric's unit "
-                        "(e.g. 97 for 97 %% top1, 30 for 30 dB)")
+    target.add_argument("--target", type=number(float("-inf")),
+                        help=f"minimum metric value for {judged}, in the metric's unit (e.g. 97 for 97 %% top1, "
+                        "30 for 30 dB)")
     target.add_argument("--target-drop", type=number(0), help=f"allowed drop from FP32 for {judged}, in the "
                         "metric's unit (default 0.5 points of top1/agreement; 30 dB minimum for sqnr)")
 

@@ -143,7 +143,7 @@ EXERCISES: dict[str, _Exercise] = {
         "A 0.5-point top-1 drop on digits_cnn's evaluation split is how many images?", _drop_in_images,
         tolerance=1e-6, hint="0.5 % of the number of evaluation samples."),
     "pareto-front": _Exercise(
-        "Which variants of exercises.PARETO_GRID are on the Pareto front (faster and at least as "
+        "Which variants of PARETO_GRID are on the Pareto front (faster and at least as "
         "accurate as no other)? A list of names.",
         lambda path: sorted(pareto_front(PARETO_GRID)["variant"]), hint="no other row is both faster and more accurate."),
     "tradeoff-noise": _Exercise(
