@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import onnx
 
 from workbench.backends.tensorrt.cache import METADATA_FORMAT, metadata_path_for
 from workbench.backends.tensorrt.recipe import DEFAULT_MAX_BATCH
@@ -279,8 +280,10 @@ def sweep_from_results(path, results: ResultsTable | None = None) -> dict:
 
 
 def _onnx_plan(described: Mapping, max_batch_size: int | None) -> dict:
-    loaded = load_model(described["path"], allow_unknown_domains=True)
-    inputs, outputs = onnx_io(loaded.proto)
+    # Triton's view of the I/O first (an unnamed input is Triton's refusal before the checker's),
+    # then the full load: checker, external data.
+    inputs, outputs = onnx_io(onnx.load(str(described["path"]), load_external_data=False))
+    load_model(described["path"], allow_unknown_domains=True)
     mbs = resolve_max_batch_size(inputs, outputs, max_batch_size, default=DEFAULT_MAX_BATCH)
     path = Path(described["path"])
     files = {"model.onnx": path}
