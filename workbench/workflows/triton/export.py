@@ -34,6 +34,7 @@ from workbench.backends.tensorrt.recipe import DEFAULT_MAX_BATCH
 from workbench.datasets.arrays import load_labelled
 from workbench.model import load_model
 from workbench.model.fingerprint import file_sha256, model_files, model_sha256
+from workbench.precision.variants import load_variant, sidecar_for
 from workbench.tables.results import ResultsTable
 from workbench.workflows.triton.config import (
     CONFIG_FILE,
@@ -217,6 +218,12 @@ def describe_source(source) -> dict:
     if info["kind"] == "engine":
         model = info["metadata"].get("model") or {}
         info["model"] = info["model"] or model.get("name")
+    elif sidecar_for(path).is_file():  # a variant the workbench made: name it after its model and recipe
+        record = load_variant(path).record
+        source_model = (record.get("source_model") or {}).get("path")
+        info["model"] = info["model"] or (Path(source_model).stem if source_model else path.stem)
+        info["variant"] = info["variant"] or record.get("name")
+        info["precision"] = info["precision"] or str(record.get("precision") or "").upper() or None
     else:
         info["model"] = info["model"] or path.stem
     return info
