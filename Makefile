@@ -55,7 +55,7 @@ samples: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	$(BIN)/python sample_models/build.py
 
-bench: $(BIN)/python
+bench: $(BIN)/python triton
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
 

@@ -332,6 +332,7 @@ class TritonServer:
         self.skipped: list[dict] = []
         self._staged: Path | None = None
         self._proc: subprocess.Popen | None = None
+        self._group: int | None = None
         # The Python backend's shared-memory regions are named after this prefix, so the ones a
         # server killed before it could clean up are found and removed by stop().
         self._shm_prefix = f"workbench_triton_{os.getpid()}_{self.http_port}_"
@@ -385,6 +386,10 @@ class TritonServer:
 
     def is_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def processes(self) -> list[int]:
+        """Process ids still alive in the server's process group ([] once stopped)."""
+        return [] if self._group is None else group_members(self._group)
 
     def ready(self) -> bool:
         """Whether Triton's readiness endpoint (``/v2/health/ready``) answers 200."""
@@ -448,6 +453,7 @@ class TritonServer:
             handle.flush()
             self._proc = subprocess.Popen(watchdog + argv, stdout=handle, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+        self._group = self._proc.pid
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
