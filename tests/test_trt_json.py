@@ -1,14 +1,17 @@
 """Tests of workbench.backends.tensorrt.trt_json against real TensorRT outputs.
 
 The fixtures in ../shared/fixtures/trt/ were written by real TensorRT 8.x runs (see its
-README). No real TensorRT 10/11 file exists there, so the tests of ``Metadata`` (10+) and of
-the TensorRT 11 layout (``Datatype`` + ``Format`` keys, I/O tensors instead of ``Bindings``)
-build their inputs by transforming a real 8.x fixture in the test; each such test says how.
+README). No real TensorRT 10/11 file exists there. ``tests/fixtures/trt11/engine.graph.json``
+is a TensorRT 11 export written by hand with TensorRT's documented spellings (``I/O Tensors``
+with ``IOMode``/``DataType``, ``Metadata`` with ``[ONNX Layer: ...]``; its README gives the
+sources); the other tests of ``Metadata`` and of separate ``Datatype`` + ``Format`` keys build
+their inputs by transforming a real 8.x fixture in the test, and say how.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import math
 from pathlib import Path
@@ -16,17 +19,25 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import workbench
+import workbench.backends
+from workbench.backends.tensorrt import trt_json
 from workbench.backends.tensorrt.trt_json import (
     TrtJsonError,
+    add_profile,
     format_without_dtype,
     import_trt,
     layout_label,
     normalize_dtype,
     onnx_nodes_from_metadata,
     onnx_nodes_from_name,
+    parse_tensor,
     precision_warnings,
+    read_layers,
+    read_times,
     summarize_times,
 )
+from workbench.samples import trt_example_dir
 from workbench.tables.engine_table import LAYER_COLUMNS, PROFILE_COLUMNS
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "trt"
@@ -401,11 +412,21 @@ def test_onnx_nodes_from_metadata_ignores_other_entries():
     assert onnx_nodes_from_metadata("") == [] and onnx_nodes_from_metadata(None) == []
 
 
-def tensorrt11_document(folder: str) -> dict:
-    """Rewrite a real 8.x layer file the TensorRT 11 way.
+TRT11 = Path(__file__).resolve().parent / "fixtures" / "trt11" / "engine.graph.json"
 
-    Each tensor's ``Format/Datatype`` becomes separate ``Datatype`` and ``Format`` keys, and
-    ``Bindings`` becomes ``I/O Tensors`` (dicts with name and mode).
+
+def _documented_io_tensor(name: str, mode: str) -> dict:
+    """An ``I/O Tensors`` entry spelled as the TensorRT 11 fixture (and its documentation) does."""
+    (example,) = [t for t in read_json(TRT11)["I/O Tensors"] if t["IOMode"] == mode]
+    return {**copy.deepcopy(example), "Name": name}
+
+
+def tensorrt11_document(folder: str) -> dict:
+    """Rewrite a real 8.x layer file with separate tensor ``Datatype`` and ``Format`` keys.
+
+    That split is a layout the importer accepts; the TensorRT 11 documentation found for this
+    (tests/fixtures/trt11/README.md) does not show it, so it stays a transformation of a real
+    file. ``Bindings`` becomes ``I/O Tensors`` with the documented keys (``IOMode``...).
     """
     document = read_json(graph(folder))
     for layer in document["Layers"]:
@@ -414,10 +435,8 @@ def tensorrt11_document(folder: str) -> dict:
             tensor["Datatype"] = normalize_dtype(combined)
             tensor["Format"] = format_without_dtype(combined)
     bindings = document.pop("Bindings")
-    document["I/O Tensors"] = [
-        {"Name": bindings[0], "Mode": "Input"},
-        {"Name": bindings[1], "Mode": "Output"},
-    ]
+    document["I/O Tensors"] = [_documented_io_tensor(bindings[0], "Input"),
+                               _documented_io_tensor(bindings[1], "Output")]
     return document
 
 
@@ -429,7 +448,7 @@ def test_tensorrt11_layout_gives_the_same_table(tables, folder):
         assert list(table[column]) == list(original[column])
     assert list(table["onnx_nodes"]) == list(original["onnx_nodes"])
     assert [t[0]["layout"] for t in table["inputs"]] == [t[0]["layout"] for t in original["inputs"]]
-    assert table.attrs["io_tensors"][0]["Mode"] == "Input"
+    assert [t["IOMode"] for t in table.attrs["io_tensors"]] == ["Input", "Output"]
     assert table.attrs["bindings"] is None
 
 
@@ -439,6 +458,64 @@ def test_io_tensor_key_spellings(key):
     document[key] = document.pop("I/O Tensors")
     table = import_trt(document)
     assert [t["Name"] for t in table.attrs["io_tensors"]] == ["input.1", "191"]
+
+
+# ------------------------------------------------------------------------------------------
+# TensorRT 11, literally: tests/fixtures/trt11/engine.graph.json (written from the documentation;
+# see its README). Every expected value below is read off the file by eye.
+
+TRT11_LAYERS = [
+    # name, type, precision, input -> output precision, input -> output layout, onnx nodes, inserted
+    ("Reformatting CopyNode for Input Tensor 0 to /stem/conv/Conv + /stem/act/Relu", "Reformat",
+     "FP32", "FP32", "INT8", "LINEAR", "CHW32", [], True),
+    ("/stem/conv/Conv + /stem/act/Relu", "CaskConvolution", "INT8", "INT8", "INT8", "CHW32", "CHW32",
+     ["/stem/conv/Conv", "/stem/bn/BatchNormalization", "/stem/act/Relu"], False),
+    ("/pool/GlobalAveragePool", "CaskPooling", "INT8", "INT8", "INT8", "CHW32", "LINEAR",
+     ["/pool/GlobalAveragePool"], False),
+    ("Reformatting CopyNode for Input Tensor 0 to /head/Gemm", "Reformat", "INT8", "INT8", "FP16",
+     "LINEAR", "HWC8", [], True),
+    ("/head/Gemm", "CaskGemmConvolution", "FP16", "FP16", "FP16", "HWC8", "HWC8", ["/head/Gemm"], False),
+    ("/head/Reshape", "Shuffle", "FP16", "FP16", "FP16", "HWC8", "LINEAR", ["/head/Reshape"], False),
+    ("Reformatting CopyNode for Output Tensor 0 to /head/Reshape", "Reformat", "FP16", "FP16", "FP32",
+     "LINEAR", "LINEAR", [], True),
+]
+
+
+def test_tensorrt11_fixture_imports_layer_by_layer():
+    table = import_trt(TRT11)
+    got = [(r.name, r.type, r.precision, r.input_precision, r.output_precision, r.inputs[0]["layout"],
+            r.outputs[0]["layout"], list(r.onnx_nodes), bool(r.inserted)) for r in table.itertuples()]
+    assert got == TRT11_LAYERS
+    assert table.attrs["verbosity"] == "detailed" and table.attrs["warnings"] == []
+    stem = row(table, "/stem/conv/Conv + /stem/act/Relu")
+    assert stem["weights_dtype"] == "INT8" and stem["tactic"].startswith("sm80_xmma_fprop_implicit_gemm")
+    assert stem["outputs"][0]["shape"] == [1, 64, 112, 112] and stem["outputs"][0]["location"] == "Device"
+    assert row(table, "/head/Gemm")["weights_dtype"] == "FP16"  # "Half"
+    assert row(table, "Reformatting CopyNode for Input Tensor 0 to /head/Gemm")["tactic"] == "0x0000000000000000"
+
+
+def test_tensorrt11_fixture_io_tensors_as_documented():
+    table = import_trt(TRT11)
+    assert table.attrs["bindings"] is None
+    io = table.attrs["io_tensors"]
+    assert [(t["Name"], t["IOMode"], t["DataType"], t["Dimensions"]) for t in io] == [
+        ("input_0", "Input", "Float", [1, 3, 224, 224]), ("output_0", "Output", "Float", [1, 1000])]
+    # the engine's first layer reads the input tensor, the last writes the output tensor
+    assert table.iloc[0]["inputs"][0]["name"] == "input_0" and table.iloc[-1]["outputs"][0]["name"] == "output_0"
+    # a documented I/O tensor, with its profile's Format, reads as FP32 LINEAR like a layer tensor
+    tensor = parse_tensor({**io[0], "Format": io[0]["ProfileInfo"][0]["Format"]})
+    assert (tensor["dtype"], tensor["layout"], tensor["shape"]) == ("FP32", "LINEAR", [1, 3, 224, 224])
+
+
+@pytest.mark.parametrize(
+    "text, layout",
+    [("Row major linear FP32 format (kLINEAR)", "LINEAR"),
+     ("Thirty-two wide channel vectorized row major Int8 format (kCHW32)", "CHW32"),
+     ("Channel major FP16 format where channel % 8 == 0 (kHWC8)", "HWC8")],
+)
+def test_format_text_with_the_enum_name_in_parentheses(text, layout):
+    """TensorRT 11's I/O ``Format`` ends with the ``TensorFormat`` enum name, e.g. ``(kLINEAR)``."""
+    assert layout_label(format_without_dtype(text), 4) == layout
 
 
 @pytest.mark.parametrize(
@@ -599,3 +676,54 @@ def test_bad_profile_and_times(tmp_path):
         import_trt(graph("resnet18-a100-fp32"), times_json=profile("resnet18-a100-fp32"))
     with pytest.raises(ValueError, match="not a non-empty list"):
         summarize_times([])
+
+
+# ------------------------------------------------------------------------------------------
+# The module's parts, its phases and the faces that export it
+
+# Every public name trt_json had before it was split into its parts (files, layers, nodes,
+# precision, profile); code importing them from trt_json keeps working.
+NAMES_BEFORE_THE_SPLIT = {
+    "SOURCE", "LAYERS_HOW_TO", "PROFILE_HOW_TO", "TIMES_HOW_TO", "LAYERS_EXPECTED", "PROFILE_EXPECTED",
+    "TIMES_EXPECTED", "NAMES_ONLY_WARNING", "PERCENTAGE_SUM_TOLERANCE", "TIME_RELATIVE_TOLERANCE",
+    "TIME_ABSOLUTE_TOLERANCE_MS", "PARAMETER_SUFFIXES", "HELPER_PREFIXES", "TrtJsonError", "load_json_input",
+    "shape_error", "split_layer_document", "normalize_dtype", "format_without_dtype", "layout_label",
+    "parse_tensor", "onnx_nodes_from_metadata", "split_outside_brackets", "foreign_node_range", "name_parts",
+    "strip_generated_affixes", "is_inserted_by_name", "is_tensorrt_internal_name", "looks_like_initializer",
+    "onnx_nodes_from_name", "is_inserted_layer", "weights_dtype", "tactic_of", "names_only_record",
+    "detailed_record", "split_profile", "check_profile", "profile_by_name", "join_profile",
+    "trtexec_percentile", "summarize_times", "import_trt", "precision_warnings",
+}
+
+
+def test_trt_json_re_exports_every_part():
+    assert NAMES_BEFORE_THE_SPLIT <= set(trt_json.__all__)
+    for part in ("files", "layers", "nodes", "precision", "profile"):
+        module = importlib.import_module(f"workbench.backends.tensorrt.trt_json_{part}")
+        public = [n for n, v in vars(module).items() if not n.startswith("_")
+                  and (getattr(v, "__module__", None) == module.__name__ or n.isupper())]
+        assert public, part
+        for name in public:
+            assert name in trt_json.__all__ and getattr(trt_json, name) is getattr(module, name), (part, name)
+
+
+def test_import_phases_compose_into_import_trt():
+    folder = FIXTURES / "resnet18-a100-fp32"
+    records, attrs = read_layers(folder / "engine.graph.json", None)
+    assert len(records) == 32 and attrs["verbosity"] == "detailed" and "profile_file" not in attrs
+    joined = add_profile(records, folder / "engine.profile.json", attrs)
+    assert [r["name"] for r in joined] == [r["name"] for r in records]
+    assert attrs["profile_checks"]["ok"] and attrs["profile_mismatches"]["layers_without_profile"] == []
+    times = read_times(folder / "engine.timing.json")
+    assert set(times) == {"times_file", "end_to_end"} and times["end_to_end"]["count"] == 1600
+    whole = import_trt(folder / "engine.graph.json", folder / "engine.profile.json", folder / "engine.timing.json")
+    assert list(whole["time_ms"]) == [r["time_ms"] for r in joined]
+    assert whole.attrs["end_to_end"] == times["end_to_end"] and whole.attrs["warnings"] == attrs["warnings"]
+
+
+def test_faces_export_what_the_notebooks_use(tables):
+    assert workbench.backends.precision_warnings is precision_warnings
+    assert "precision_warnings" in workbench.backends.__all__
+    assert workbench.trt_example_dir is trt_example_dir and workbench.trt_example_dir() == FIXTURES
+    flagged = workbench.backends.precision_warnings(tables["resnet18-a100-fp32"], "FP16")
+    assert len(flagged) > 0 and set(flagged["precision"]) == {"FP32"}
