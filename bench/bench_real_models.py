@@ -272,7 +272,8 @@ def write_results(output: Path, records: dict, started: float) -> tuple[str, lis
         "failures": [{"model": m, "command": c, "error": e} for m, c, e in failures],
     }
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    # Paths relative to the repository: the file is committed and read on other machines.
+    output.write_text(json.dumps(document, indent=2, default=str).replace(f"{REPO}/", "") + "\n")
     return text, failures
 
 

@@ -41,6 +41,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 import pytest
 from browser_support import (
     ARTIFACT_DIR,
@@ -750,6 +751,36 @@ def check_netron(nb: NotebookPage, required: bool) -> dict:
     return report
 
 
+def check_exercises(nb: NotebookPage) -> dict:
+    """The first "your turn" cell, answered wrong then with its solution: the checker says which.
+
+    The answer is typed into the cell's editor as a user would (inserted text, so the editor's
+    bracket closing does not interfere) and run with Shift+Enter; the notebook file is not saved.
+    """
+    source = nbformat.read(nb.path, as_version=4)
+    exercise = next(c for c in source.cells if "exercise" in c.metadata.get("tags", []))
+    name = re.search(r'check\("([\w-]+)", \.\.\.', exercise.source).group(1)
+    solution_cell = next(c for c in source.cells if f"solution-{name}" in c.metadata.get("tags", []))
+    solution = re.search(r"```python\n(.*?)\n```", solution_cell.source, re.S).group(1)
+    wrong = exercise.source.replace(f'check("{name}", ...', f'check("{name}", "not the answer"')
+    # Pinned by an attribute: the has_text match stops matching once the answer is typed in.
+    nb.page.locator(".jp-CodeCell", has_text=f'check("{name}", ...').first.evaluate(
+        "(e, name) => e.setAttribute('data-test-exercise', name)", name)
+    cell = nb.page.locator(f".jp-CodeCell[data-test-exercise='{name}']")
+    seen = {}
+    for label, code, verdict in (("wrong", wrong, "is not it"), ("right", solution, "is right")):
+        cell.scroll_into_view_if_needed()
+        cell.locator(".cm-content").click()
+        nb.page.keyboard.press("Control+A")
+        nb.page.keyboard.insert_text(code)
+        nb.page.keyboard.press("Shift+Enter")
+        shown = cell.locator(".workbench-exercise")
+        shown.filter(has_text=verdict).first.wait_for(timeout=120_000)
+        seen[label] = shown.first.text_content()
+    nb.screenshot("exercise", element=cell)
+    return {"exercise": name, **seen}
+
+
 # The real interactions per notebook (by stem), run in order after the generic checks; each takes
 # the NotebookPage, asserts that what is shown changed, and returns what it saw for the summary. A
 # notebook not listed here gets the generic checks only (and a layout warning saying so).
@@ -804,6 +835,7 @@ def test_notebook_in_the_browser(path, lab, browser, artifacts):
             summary["layout_warnings"].append("no interaction defined in INTERACTIONS: generic checks only")
         for check in interactions or []:
             summary[check.__name__.removeprefix("check_")] = check(nb)
+        summary["exercises"] = check_exercises(nb)
         summary["tabs"] = check_all_tabs(nb, summary["layout_warnings"])
 
         problems = page.evaluate(PROBLEMS_JS)

@@ -209,3 +209,4 @@ def test_default_metric():
     assert default_metric(False, ["N", 1]) == "sqnr"  # a probability per sample
     assert default_metric(False, ["N", 1, "H", "W"]) == "sqnr"  # a map or an image
     assert default_metric(False, None) == "agreement"
+    assert default_metric(True, ["N", 1, 24, 24]) == "sqnr"  # labels that are not classes: compare with FP32

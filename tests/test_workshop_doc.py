@@ -58,7 +58,8 @@ def check_grid_rows(nb):
 
 
 def check_tradeoff_figures(nb):
-    shown = [fig for c in nb.cells if c.source.lstrip().startswith(("figures[", "figures = {")) for fig in figures(c)]
+    shown = [fig for c in nb.cells if "tradeoff_figure(" in c.source or c.source.strip().startswith("figures[")
+             for fig in figures(c)]
     assert len(shown) == 2
     for fig in shown:
         assert [t for t in fig["data"] if t.get("name") == "Pareto front"]

@@ -6,6 +6,12 @@ memory stays bounded by one batch whatever the data set size.
 
 * Task metrics, when the data has ``labels``: top-k accuracy (fractions 0..1) of the variant's
   first output, which must be ``[N, C]`` class scores.
+* The chosen :mod:`~workbench.analysis.metrics` metric (``top1``, ``agreement``, ``cosine``,
+  ``sqnr``, ``psnr`` or the user's ``python:module:function``; by default top1 with labels, else
+  agreement, or SQNR for outputs that are not class scores), the reference's value of it, and
+  the verdict ``passed``: the metric reaches its target (by default half a point below the
+  reference for top1/agreement, 30 dB of SQNR...), or, when ``atol``/``rtol`` are given, every
+  output within them elementwise. Outputs with NaN/Inf never pass.
 * Output agreement with the reference, per output name: absolute and relative error
   (Polygraphy's :class:`~polygraphy.comparator.SimpleCompareFunc` per batch, so the figures and
   the pass/fail verdict are the ones ``polygraphy run --atol --rtol`` reports; relative error is
@@ -16,7 +22,8 @@ memory stays bounded by one batch whatever the data set size.
 Example::
 
     result = evaluate("model.int8.onnx", "eval.npz", reference="model.onnx")
-    result.top1, result.outputs["logits"].sqnr_db
+    result.top1, result.outputs["logits"].sqnr_db, result.metric.value, result.passed
+    evaluate("sr.int8.onnx", "images.npz", reference="sr.onnx", metric="psnr", target=35).passed
     result.to_dict()   # JSON-safe, the ``workbench evaluate --json`` contract
 """
 

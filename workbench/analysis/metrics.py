@@ -500,9 +500,10 @@ def get_metric(spec) -> Metric:
 
 
 def default_metric(has_labels: bool, output_shape: Sequence | None = None) -> str:
-    """The metric used when none is asked for: ``top1`` with labels; else ``agreement`` for
-    class scores (``[N, C]``, ``[N, T, C]``), and ``sqnr`` for outputs whose last axis is not a
-    class axis (a probability per sample ``[N, 1]``, an image or a map ``[N, C, H, W]``).
+    """The metric used when none is asked for: ``top1`` with labels and class scores; else
+    ``agreement`` for class scores (``[N, C]``, ``[N, T, C]``), and ``sqnr`` for outputs whose last
+    axis is not a class axis (a probability per sample ``[N, 1]``, an image or a map
+    ``[N, C, H, W]``), labels or not.
 
     Args:
         has_labels: Whether the data has labels.
@@ -511,15 +512,14 @@ def default_metric(has_labels: bool, output_shape: Sequence | None = None) -> st
     Returns:
         A built-in metric name.
     """
-    if has_labels:
-        return "top1"
-    if output_shape is None:
-        return "agreement"
-    shape = list(output_shape)
-    last = shape[-1] if shape else None
-    if len(shape) not in (2, 3) or (isinstance(last, (int, np.integer)) and last < 2):
+    class_scores = True
+    if output_shape is not None:
+        shape = list(output_shape)
+        last = shape[-1] if shape else None
+        class_scores = len(shape) in (2, 3) and not (isinstance(last, (int, np.integer)) and last < 2)
+    if not class_scores:
         return "sqnr"
-    return "agreement"
+    return "top1" if has_labels else "agreement"
 
 
 # --------------------------------------------------------------------------------------------
