@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 from workbench.backends import BackendUnavailable, get_backend, tensorrt_status
@@ -21,16 +22,20 @@ from workbench.errors import WorkbenchError
 from workbench.lab import prepare_lab, run_lab
 from workbench.model import load_model
 from workbench.model.summary import format_shape
+from workbench.reports.html import write_report
 from workbench.tables.engine_table import table_records, table_totals
 from workbench.workflows.bench import bench_engine
 from workbench.workflows.build import build_command
 from workbench.workflows.doctor import doctor_command
 from workbench.workflows.evaluate import evaluate_command
+from workbench.workflows.plan import PlanError, load_plan, validate_plan
 from workbench.workflows.quantize import quantize_command
+from workbench.workflows.run import check_outputs, run_plan, write_junit
 
 log = logging.getLogger("workbench")
 
 EXIT_BAD_INPUT = 2
+EXIT_GATE_FAILED = 1
 
 # name -> (run(args) -> dict | int | None, add_arguments(parser), help text)
 COMMANDS: dict[str, tuple[Callable, Callable, str]] = {}
@@ -378,6 +383,86 @@ def cmd_doctor(args):
     print(f"fixed top-1 {100 * report['fixed_accuracy']:.2f}% (target {'met' if report['target_met'] else 'NOT met'}); "
           f"{report['evaluations']} full evaluations; fixed variant: {report['variants']['fixed']}")
     return None
+
+
+# --- run and plan (CI) ------------------------------------------------------------------------
+
+
+def _plan_error(args, err: PlanError) -> int:
+    """A bad plan: one line on stderr (the first problem; `plan check` lists every one), every
+    problem in the JSON; exit 2."""
+    if args.command == "plan" and len(err.problems) > 1:
+        for problem in err.problems:
+            print(f"workbench plan: error: {problem.text(err.path)}", file=sys.stderr)
+    else:
+        print(f"workbench {args.command}: error: {err}", file=sys.stderr)
+    if args.json:
+        _print_json({"error": str(err), **err.to_dict()})
+    return EXIT_BAD_INPUT
+
+
+def _run_args(parser):
+    parser.add_argument("plan", help="the plan (.yaml); its paths are relative to the plan file")
+    parser.add_argument("--report", help="write the HTML report here (default: the plan's report:)")
+    parser.add_argument("--junit", help="write the gates as JUnit XML here (default: the plan's junit:)")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="measure again even when the results table already holds the same measurement")
+
+
+@command(
+    "run",
+    "run a plan: make, evaluate, build (or plan) and benchmark each variant, check the gates, write the "
+    "report; exit 1 when a gate fails",
+    _run_args,
+)
+def cmd_run(args):
+    try:
+        plan = load_plan(args.plan)
+        facts = validate_plan(plan)
+        report = Path(args.report).expanduser() if args.report else plan.report
+        junit = Path(args.junit).expanduser() if args.junit else plan.junit
+        check_outputs(plan, report, junit)
+    except PlanError as err:
+        return _plan_error(args, err)
+    result = run_plan(plan, facts=facts, remeasure=args.remeasure, progress="log")
+    if junit is not None:
+        write_junit(result, junit)
+    if report is not None:
+        write_report(result, report)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        for gate in result.gates:
+            verdict = "skip" if gate.passed is None else ("pass" if gate.passed else "FAIL")
+            print(f"{verdict:>4}  {gate.name}: {gate.message}")
+        print(f"{'PASSED' if result.passed else 'FAILED'}: {sum(g.passed is False for g in result.gates)} of "
+              f"{len(result.gates)} gate checks failed" + (f"; report: {result.report}" if result.report else ""))
+    return 0 if result.passed else EXIT_GATE_FAILED
+
+
+def _plan_args(parser):
+    parser.add_argument("action", choices=["check"], help="check: validate the plan against the schema and its "
+                        "files, without running anything")
+    parser.add_argument("plan", help="the plan (.yaml)")
+
+
+@command("plan", "plan files: `workbench plan check PLAN` validates a plan (exit 2 naming each bad key)", _plan_args)
+def cmd_plan(args):
+    try:
+        plan = load_plan(args.plan)
+        facts = validate_plan(plan)
+        check_outputs(plan, plan.report, plan.junit)
+    except PlanError as err:
+        return _plan_error(args, err)
+    data = {"valid": True, "problems": [], "plan": plan.to_dict(), "facts": facts.to_dict()}
+    if args.json:
+        _print_json(data)
+        return 0
+    print(f"{plan.path}: valid: {len(plan.variants)} variant(s) ({', '.join(v.name for v in plan.variants)}), "
+          f"{len(plan.gates)} gate(s), metric {facts.metric}, backends {', '.join(plan.backends)}")
+    if facts.tensorrt_problem and "tensorrt" in plan.backends:
+        print(f"note: the TensorRT steps will be skipped here: {facts.tensorrt_problem}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

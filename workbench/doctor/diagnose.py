@@ -178,6 +178,8 @@ class Diagnosis:
             ``layerwise``, ``ranges``
             (method variants, calibration statistics, flags), ``calibration_checks``,
             ``latency``.
+        data: Where the ``calibration`` and ``evaluation`` data came from (a path, or ``"arrays"``),
+            so the fix can be saved as a plan.
     """
 
     model: str
@@ -203,6 +205,7 @@ class Diagnosis:
     seconds: float
     eval_samples: int = 0
     timings: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
 
     @property
     def drop_pp(self) -> float:
@@ -293,6 +296,7 @@ class Diagnosis:
             "variants": self.variants,
             "seconds": self.seconds,
             "timings": self.timings,
+            "data": dict(self.data),
         }
         return jsonable(report)
 
@@ -694,8 +698,8 @@ def diagnose(
     report = _Progress(progress)
     loaded = load_model(model)
     base = _recipe(recipe, method, per_channel)
-    calib_inputs, _, _ = load_labelled(calib, loaded.input_names, what="calibration")
-    eval_inputs, labels, _ = load_labelled(eval, loaded.input_names, what="evaluation", need_labels=True)
+    calib_inputs, _, calib_source = load_labelled(calib, loaded.input_names, what="calibration")
+    eval_inputs, labels, eval_source = load_labelled(eval, loaded.input_names, what="evaluation", need_labels=True)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise DoctorError(f"unknown calibration method(s) {unknown}; choose from {list(METHODS)}.")
@@ -792,7 +796,13 @@ def diagnose(
         calib_outliers=outliers, calib_eval=calib_eval, calib_curve=curve, ranking=ranking, search=search_info,
         culprits=culprits, fix=fix_info, latency=lat, evaluations=evaluator.evaluations,
         evaluation_log=evaluator.log_dicts(), variants=variants, seconds=time.perf_counter() - started,
-        eval_samples=int(labels.shape[0]), timings=timings)
+        eval_samples=int(labels.shape[0]), timings=timings,
+        data={"calibration": _abspath(calib_source), "evaluation": _abspath(eval_source)})
+
+
+def _abspath(source: str) -> str:
+    """A data source as an absolute path (``"arrays"`` stays as it is)."""
+    return source if source == "arrays" else str(Path(source).expanduser().resolve())
 
 
 def _search_fix(evaluator, naive_config, int8_acc, ranking, flags, outliers, clips, base_method, methods, passes):
