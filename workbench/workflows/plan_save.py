@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -25,7 +26,7 @@ from workbench.precision.recipe import Recipe
 from workbench.precision.variants import VariantError, load_variant
 from workbench.workflows.plan import plan_from_data
 from workbench.workflows.quantize import OutputExistsError
-from workbench.workspace import unused_path, workspace_dir, write_atomic
+from workbench.workspace import workspace_dir, write_atomic
 
 DROP_MARGIN = 0.5  # points of slack a saved accuracy gate leaves above the drop that was measured
 PATH_KEYS = ("model", "calibration", "evaluation")
@@ -235,8 +236,13 @@ def _portable(path: str, folder: Path) -> str:
 
 
 def default_plan_path(plan: Mapping[str, Any]) -> Path:
-    """``<workspace>/plans/<name>.plan.yaml``, numbered so that no existing file is replaced."""
-    return unused_path(workspace_dir("plans"), f"{plan.get('name') or 'plan'}.plan.yaml")
+    """``<workspace>/plans/<name>.plan.yaml`` (``<name>-2.plan.yaml``... when taken): never an existing file."""
+    folder = workspace_dir("plans")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(plan.get("name") or "plan")).strip("-") or "plan"
+    candidate, n = folder / f"{name}.plan.yaml", 2
+    while candidate.exists():
+        candidate, n = folder / f"{name}-{n}.plan.yaml", n + 1
+    return candidate
 
 
 def save_plan(plan: Mapping[str, Any], path=None, *, overwrite: bool = False, source: str = "") -> Path:
