@@ -559,7 +559,27 @@ def check_tradeoff_explorer(nb: NotebookPage) -> dict:
     assert_figures_drew(nb, visible_figures(nb, explorer), "tradeoff explorer after the click")
     after = variant.evaluate("s => s.options[s.selectedIndex].text")
     nb.screenshot("selected", element=explorer)
-    return {"clicked": target["id"], "menu_before": before, "menu_after": after}
+    saved = click_save_as_plan(nb, explorer, "tradeoff explorer")
+    return {"clicked": target["id"], "menu_before": before, "menu_after": after, "plan": saved}
+
+
+def click_save_as_plan(nb: NotebookPage, area, what: str) -> str:
+    """Click the explorer's "Save as plan" button: it says where the plan went, with no error box."""
+    button = area.locator("button", has_text=re.compile("Save as plan")).first
+    assert button.count(), f"{nb.stem}: the {what} has no 'Save as plan' button"
+    assert button.is_enabled(), f"{nb.stem}: the {what}'s 'Save as plan' button is disabled"
+    button.click()
+    try:
+        nb.page.wait_for_function(
+            "(el) => /Plan saved: .*\\.plan\\.yaml/.test(el.textContent) || !!el.querySelector('.wb-error')",
+            arg=area.element_handle(), timeout=UPDATE_TIMEOUT_S * 1000)
+    except sync_api.TimeoutError:
+        raise AssertionError(f"{nb.stem}: 'Save as plan' in the {what} showed nothing within "
+                             f"{UPDATE_TIMEOUT_S} s") from None
+    errors = [e.strip() for e in area.locator(".wb-error").all_text_contents()]
+    assert errors == [], f"{nb.stem}: 'Save as plan' in the {what} failed: {errors}"
+    text = area.text_content() or ""
+    return re.search(r"Plan saved: (\S+\.plan\.yaml)", text).group(1)
 
 
 DOCS_MAX_BYTES = 400_000
@@ -645,7 +665,8 @@ def check_doctor_ranges(nb: NotebookPage) -> dict:
     after = _wait_titles_change(nb, area, before, f"picking tensor {options[(current + 1) % len(options)]!r}")
     nb.screenshot("ranges", element=area)
     area.locator(".lm-TabBar-tab").first.click()
-    return {"tensor": options[(current + 1) % len(options)], "before": before, "after": after}
+    saved = click_save_as_plan(nb, area, "doctor explorer")
+    return {"tensor": options[(current + 1) % len(options)], "before": before, "after": after, "plan": saved}
 
 
 def save_docs_screenshot(nb: NotebookPage) -> Path:

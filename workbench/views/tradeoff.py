@@ -23,6 +23,7 @@ import plotly.graph_objects as go
 
 from workbench.errors import WorkbenchError
 from workbench.tables.results import ResultsTable, filter_frame
+from workbench.views.model_picker import error_html
 from workbench.views.output import show_in
 from workbench.views.tradeoff_figures import (
     ALL,
@@ -185,7 +186,7 @@ class TradeoffExplorer(widgets.VBox):
         try:
             path = self.save_plan()
         except WorkbenchError as err:
-            self.status.value = f"<span class='wb-error'>{html.escape(str(err))}</span>"
+            self.status.value = error_html(str(err))
             return
         self.status.value = (f"Plan saved: <code>{html.escape(str(path))}</code>. Run it with "
                              f"<code>workbench run {html.escape(str(path))}</code>.")

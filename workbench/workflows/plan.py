@@ -20,7 +20,8 @@ The smallest plan every version accepts (keys are added, never renamed)::
     report: report.html
 
 Validation happens in two steps, both before any work: :func:`load_plan` parses the YAML
-(keeping each key's line), checks it against :data:`PLAN_SCHEMA` (JSON Schema: unknown keys,
+(keeping each key's line), checks it against :data:`~workbench.workflows.plan_schema.PLAN_SCHEMA`
+(JSON Schema: unknown keys,
 wrong types and missing keys are refused) and resolves paths relative to the plan file;
 :func:`validate_plan` then checks what needs the files (they exist, the model loads, the data
 fits it, every recipe applies to it, pinned hashes still match). Each problem names its key
@@ -102,6 +103,7 @@ class GateSpec:
         percentile: ``median``/``p50``/``p90``/``p99`` (``max_latency_ms`` only).
         batch: Batch size (``max_latency_ms``, ``min_throughput``); None: the first of ``batch_sizes``.
         key: Where it is in the plan (``gates.max_latency_ms[1]``).
+        path: The same as a key path (``("gates", "max_latency_ms", 1)``), for lines.
     """
 
     gate: str
@@ -111,6 +113,7 @@ class GateSpec:
     percentile: str | None = None
     batch: int | None = None
     key: str = ""
+    path: tuple = ()
 
     def applies_to(self, variant: str, backend: str) -> bool:
         return (self.variants is None or variant in self.variants) and self.backend in (None, backend)
@@ -289,7 +292,7 @@ def plan_from_data(data: Any, *, base=None, lines: Mapping[tuple, int] | None = 
     plan.doctor, doctor_problems = _doctor(plan, data.get("doctor"), names)
     problems += doctor_problems
     if plan.metric is not None and plan_metric(plan.metric).points is None:
-        problems += [plan.problem(g.key.split("."), f"the metric '{plan.metric}' has no drop against FP32 (FP32 "
+        problems += [plan.problem(g.path, f"the metric '{plan.metric}' has no drop against FP32 (FP32 "
                                   "against itself is exact); gate it with min_sqnr_db instead.")
                      for g in plan.gates if g.gate == "max_accuracy_drop"]
     if problems:
@@ -352,7 +355,7 @@ def _gates(plan: Plan, gates: Mapping) -> tuple[list[GateSpec], list[Problem]]:
         for index, entry in _gate_entries(value):
             where = ("gates", gate) + (() if index is None else (index,))
             spec = GateSpec(gate, float(entry["limit"]), tuple(entry["variants"]) if "variants" in entry else None,
-                            entry.get("backend"), entry.get("percentile"), entry.get("batch"), key_text(where))
+                            entry.get("backend"), entry.get("percentile"), entry.get("batch"), key_text(where), where)
             unknown = [n for n in spec.variants or () if n not in names]
             if unknown:
                 problems.append(plan.problem(where + ("variants",), f"no variant named {unknown}; the plan's "
@@ -372,7 +375,7 @@ def _gates(plan: Plan, gates: Mapping) -> tuple[list[GateSpec], list[Problem]]:
             for backend in plan.backends:
                 on_backend = [g for g in hits if g.backend in (None, backend)]
                 if len(on_backend) > 1:
-                    problems.append(plan.problem(on_backend[1].key.split("."), f"a second {gate} for variant "
+                    problems.append(plan.problem(on_backend[1].path, f"a second {gate} for variant "
                                                  f"'{variant}' on {backend}; give each variant one tolerance."))
     return specs, problems
 
@@ -503,8 +506,6 @@ def validate_plan(plan: Plan) -> PlanFacts:
         problems.append(plan.problem(("doctor",), "the doctor calibrates INT8: add `calibration:`."))
     if problems:
         raise PlanError(problems, plan.path)
-    if trt_problem is None and "tensorrt" in plan.backends:
-        trt_problem = tensorrt_status()
     return PlanFacts(loaded, sha, samples, has_labels, metric, calib_sha, trt_problem)
 
 
