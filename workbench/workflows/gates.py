@@ -176,6 +176,11 @@ def _check(spec: GateSpec, gate: str, entry: Mapping, gates: Sequence[GateSpec],
     details = _settings(spec, batch_sizes)
     variant, backend = entry["name"], entry["backend"]
     limit = spec.limit
+    if entry.get("error"):
+        if gate == TOLERANCE_GATE:
+            limit = tolerance_for(gates, variant, backend)[0]
+        return GateResult(gate, variant, backend, None, limit, False, f"not measured on {backend}: {entry['error']}",
+                          details=details)
     if gate == TOLERANCE_GATE:
         return _check_tolerance(entry, gates)
     if gate == "max_accuracy_drop":

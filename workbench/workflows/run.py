@@ -290,9 +290,17 @@ def run_plan(plan, *, facts: PlanFacts | None = None, remeasure: bool = False, p
             builds[spec.name] = _build_step(plan, variant, trt_problem)
             task.update(1, f"{spec.name}: made ({'cached' if variant.cached else 'new'})")
             for backend in backends:
-                entry = _measure(context, spec, variant, backend, in_plan, builds[spec.name])
+                try:
+                    entry = _measure(context, spec, variant, backend, in_plan, builds[spec.name])
+                except WorkbenchError as err:
+                    if backend != "tensorrt":
+                        raise
+                    # A model TensorRT cannot build or run: its gates fail with the reason; the rest runs.
+                    entry = _entry(context, spec, variant, {}, backend, in_plan, builds[spec.name], False)
+                    entry.update(error=str(err), notes=f"not measured: {err}")
+                    warnings.append(f"{spec.name} on tensorrt: {err}")
                 entries.append(entry)
-                if plan.profile_layers:
+                if plan.profile_layers and not entry.get("error"):
                     layers[(spec.name, backend)] = _profile(context, variant, entry, warnings)
                 task.update(1, f"{spec.name} on {backend}: {_headline(entry, facts.metric)}")
     _add_drops(entries, facts.metric)
