@@ -24,6 +24,7 @@ lab: install
 test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	bash tests/browser_setup.sh
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 	$(MAKE) test-modelopt
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -39,6 +37,8 @@ import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from machine import machine_info  # noqa: E402  (bench/machine.py)
+
 from workbench.doctor.diagnose import diagnose  # noqa: E402
 from workbench.doctor.fix import Config, Evaluator, one_at_a_time  # noqa: E402
 from workbench.doctor.graph import quantized_nodes  # noqa: E402
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     payload = {
         "what": "INT8 doctor vs one-node-at-a-time: full evaluations and wall time to a fix",
         "target_drop_pp": args.target_drop,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine_info(),
         "runs": runs,
     }
     write_atomic(RESULTS, json.dumps(payload, indent=2, default=str) + "\n")

@@ -60,6 +60,31 @@ def test_profile_layers_only_has_no_times():
     assert "total_layer_time_ms" not in data["totals"]
 
 
+@pytest.mark.parametrize("case", ["layers not JSON", "profile given as layers", "layers missing", "profile not JSON"])
+def test_profile_with_a_bad_trt_file_exits_2_in_one_line(tmp_path, case):
+    # TrtJsonError is a WorkbenchError: the CLI answers bad TensorRT JSON with exit 2, one line
+    # naming the file and the trtexec command that makes a good one, and {"error"} with --json.
+    folder = FIXTURES / "resnet18-a100-fp32"
+    not_json = tmp_path / "layers.json"
+    not_json.write_text("[TensorRT] this is a log, not JSON\n")
+    layers, profile = {
+        "layers not JSON": (not_json, None),
+        "profile given as layers": (folder / "engine.profile.json", None),
+        "layers missing": (tmp_path / "missing.json", None),
+        "profile not JSON": (folder / "engine.graph.json", not_json),
+    }[case]
+    args = ["profile", "--trt-layers", layers] + (["--trt-profile", profile] if profile else [])
+    for result in (_cli(*args), _cli(*args, "--json")):
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        message = result.stderr.strip()
+        assert "\n" not in message and message.startswith("workbench profile: error: ")
+        bad = profile or layers
+        assert str(bad) in message and "Produce it with: trtexec" in message
+    assert json.loads(result.stdout) == {"error": message.removeprefix("workbench profile: error: ")}
+    assert not_json.read_text() == "[TensorRT] this is a log, not JSON\n"  # never rewritten
+
+
 def test_bench_onnxruntime_contract():
     data = _json("bench", sample_path("digits_transformer"), "--batch", 8, "--iterations", 30, "--warmup", 5)
     for key in ("mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms", "throughput",

@@ -8,10 +8,14 @@ import pytest
 
 from workbench.doctor.diagnose import diagnose
 from workbench.doctor.teaching import (
+    TeachingCase,
     TeachingCaseError,
     make_teaching_case,
     max_output_difference,
     teaching_answer,
+    teaching_case,
+    teaching_case_path,
+    teaching_cases,
     teaching_path,
 )
 from workbench.samples import REPO_ROOT, sample_data_path, sample_path
@@ -92,6 +96,44 @@ def test_committed_teaching_models(path, ws, eval_inputs):
     assert d.int8_accuracy < 0.5
     assert {c["node"] for c in d.culprits[:2]} == {answer["conv"], answer["consumer"]}
     assert d.fix["accuracy"] >= d.fp32_accuracy - TARGET / 100
+
+
+def test_committed_teaching_cases_by_name(tmp_path):
+    names = teaching_cases()
+    assert names == sorted(p.stem for p in TEACHING.glob("*.onnx")) and len(names) == 3
+    for name in names:
+        path = teaching_case_path(name)
+        assert path == TEACHING / f"{name}.onnx"
+        answer = teaching_answer(onnx.load(str(path)))
+        case = teaching_case(name)
+        assert isinstance(case, TeachingCase) and (case.name, case.path) == (name, path)
+        assert (case.conv, case.consumer, case.channel, case.factor, case.batchnorm, list(case.through)) == (
+            answer["conv"], answer["consumer"], answer["channel"], answer["factor"], answer["batchnorm"],
+            answer["through"])
+        frame = case.frame()
+        assert frame.index.tolist() == [name]
+        assert list(frame.columns) == ["conv", "consumer", "channel", "factor", "batchnorm", "through"]
+        assert frame.iloc[0].to_dict() == {k: answer[k] for k in frame.columns}
+        assert teaching_case(path) == case  # a path works as well as a name
+    first = teaching_case("digits_cnn_conv1_c5_x300")
+    assert (first.conv, first.consumer, first.channel, first.factor) == (
+        "/features/conv1/Conv", "/features/dwconv2/Conv", 5, 300.0)
+    saved = tmp_path / "mine.onnx"
+    onnx.save(make_teaching_case(CNN, "/features/dwconv3/Conv", 20, 300.0), str(saved))
+    assert teaching_case(saved).consumer == "/features/pwconv3/Conv" and teaching_case(saved).name == "mine"
+
+
+@pytest.mark.parametrize("given, message", [
+    ("digits_cnn_conv9_c1_x2", "digits_cnn_conv1_c5_x300"),  # names the committed cases
+    ("missing/case.onnx", "no such model file"),
+    (CNN, "no teaching answer"),  # a model the rescale did not make
+])
+def test_teaching_case_refuses_unknown_cases(given, message):
+    with pytest.raises(TeachingCaseError, match=message):
+        teaching_case(given)
+    if isinstance(given, str) and "/" not in given:
+        with pytest.raises(TeachingCaseError, match="make_teaching_cases.py"):
+            teaching_case_path(given)
 
 
 def test_teaching_readme_names_each_model():

@@ -76,9 +76,14 @@ def test_measure_variants_rows_match_independent_measurements(workspace):
 
     # the rows are in the workspace's table, and a re-run reuses them instead of adding duplicates
     assert [r["id"] for r in table.load()] == [r["id"] for r in rows]
+    updates = []
     again = measure_variants(CNN, recipes[:2], CALIB, EVAL, batch_sizes=(8, 1), iterations=5, table=table,
-                             progress=False)
+                             progress=updates.append)
     assert [r["id"] for r in again] == [fp32["id"], bf16["id"]] and len(table) == 4
+    # progress follows workbench.progress: one task over the grid, the variant at hand as its message
+    assert {(u.task, u.total, u.unit) for u in updates} == {("measure digits_cnn", 2, "variant")}
+    assert updates[-1].finished and updates[-1].done == 2
+    assert list(dict.fromkeys(u.message for u in updates if u.message)) == ["fp32", "bf16"]
     measure_variants(CNN, recipes[:1], CALIB, EVAL, batch_sizes=(1, 8), iterations=5, table=table,
                      remeasure=True, progress=False)
     other_batches = measure_variants(CNN, recipes[:1], CALIB, EVAL, batch_sizes=(4,), iterations=5,

@@ -1,4 +1,4 @@
-"""Tests of the TensorRT backend (workbench.backends.tensorrt.build and .tensorrt_backend).
+"""Tests of the TensorRT backend (workbench.backends.tensorrt: build side and runtime side).
 
 TensorRT and CUDA cannot be installed on the CPU-only machines these tests run on, and there is
 no fake ``tensorrt`` module. The TensorRT-facing layer is thin; everything it relies on is a
@@ -16,6 +16,7 @@ Tests that need TensorRT and a GPU are at the end and skip here with that reason
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import subprocess
@@ -28,7 +29,7 @@ import pytest
 from onnx import helper
 
 from workbench.backends import BackendUnavailable, get_backend, tensorrt_status
-from workbench.backends.base import BenchmarkResult
+from workbench.backends.base import BenchmarkResult, Engine
 from workbench.backends.tensorrt.build import (
     BuildLog,
     BuildProgress,
@@ -60,6 +61,12 @@ from workbench.backends.tensorrt.cache import (
     platform_from_device_properties,
     platform_from_trtexec_log,
 )
+from workbench.backends.tensorrt.engine_io import (
+    EngineIO,
+    batch_size_of,
+    prepare_feed,
+    random_inputs,
+)
 from workbench.backends.tensorrt.log import (
     LogRecord,
     error_code_name,
@@ -79,12 +86,18 @@ from workbench.backends.tensorrt.runtime import (
     trace_record,
 )
 from workbench.backends.tensorrt.shapes import profile_from_dict
-from workbench.backends.tensorrt.timing import summarize_trace
+from workbench.backends.tensorrt.timing import (
+    event_record,
+    keep_timing,
+    profiled_runs,
+    summarize_trace,
+)
 from workbench.backends.tensorrt.trt_json import (
     check_profile,
     import_trt,
     summarize_times,
 )
+from workbench.backends.tensorrt.trt_json_precision import normalize_dtype
 from workbench.backends.tensorrt.trtexec import (
     TRTEXEC_ECHO,
     TRTEXEC_NOT_ECHOED,
@@ -246,16 +259,15 @@ def test_profile_defaults_for_the_sample_model():
     assert profile == {"input": ShapeRange((1, 1, 8, 8), (1, 1, 8, 8), (32, 1, 8, 8))}
 
 
-def test_profile_opt_from_real_data():
+def test_profile_opt_is_the_batch_not_the_data_size():
     data = np.load(sample_data_path("digits_cnn", "eval"))
-    batch = data["input"][:24]
-    profile = choose_profile(digits_inputs(), data_shapes={"input": batch.shape})
-    assert profile["input"] == ShapeRange((1, 1, 8, 8), (24, 1, 8, 8), (32, 1, 8, 8))
-    # The whole evaluation split (360 samples) as one batch: max grows to cover it.
+    # The whole evaluation split (360 samples) is data, not a batch: opt stays 1, max 32
+    # (issue 11: 552 samples became the opt and max batch).
     whole = choose_profile(digits_inputs(), data_shapes={"input": data["input"].shape}, max_batch=32)
-    assert whole["input"].opt[0] == whole["input"].max[0] == data["input"].shape[0] == 360
-    # An explicit batch wins over the data's first dimension.
-    assert choose_profile(digits_inputs(), data_shapes={"input": batch.shape}, batch=4)["input"].opt[0] == 4
+    assert whole["input"] == ShapeRange((1, 1, 8, 8), (1, 1, 8, 8), (32, 1, 8, 8))
+    # The batch given is the opt; a batch above max_batch raises max with it.
+    assert choose_profile(digits_inputs(), data_shapes={"input": data["input"].shape}, batch=24)["input"] == ShapeRange(
+        (1, 1, 8, 8), (24, 1, 8, 8), (32, 1, 8, 8))
     assert choose_profile(digits_inputs(), batch=64, max_batch=16)["input"] == ShapeRange(
         (1, 1, 8, 8), (64, 1, 8, 8), (64, 1, 8, 8)
     )
@@ -275,7 +287,7 @@ def test_profile_non_batch_dynamic_dims_need_data_or_shapes():
     specs = [{"name": "tokens", "dtype": "int64", "shape": ["batch", "sequence"]}]
     with pytest.raises(BuildRecipeError, match="dimension 1 \\('sequence'\\)"):
         choose_profile(specs)
-    profile = choose_profile(specs, data_shapes={"tokens": (4, 128)})
+    profile = choose_profile(specs, data_shapes={"tokens": (4, 128)}, batch=4)
     assert profile["tokens"] == ShapeRange((1, 128), (4, 128), (32, 128))
     explicit = choose_profile(specs, overrides={"tokens": {"min": [1, 16], "opt": [8, 128], "max": [16, 512]}})
     assert explicit["tokens"] == ShapeRange((1, 16), (8, 128), (16, 512))
@@ -811,6 +823,32 @@ def test_profile_document_definitions():
         profile_document([])
 
 
+def test_profiled_runs_leave_warmup_out_of_a_real_profile():
+    # A session of 3 warm-up and 20 recorded inferences of the real ResNet-18 engine: the
+    # warm-up inferences report absurd times, and none of them may reach the document.
+    path = RESNET / "engine.profile.json"
+    real = read_json(path)
+    recorded = profiler_calls(path, runs=20)
+    warmup_calls = [[(r["name"], 1000.0) for r in real[1:]] for _ in range(3)]
+    calls = warmup_calls + recorded
+    recorder = LayerTimeRecorder()
+    steps = []
+    for index in profiled_runs(recorder, warmup=3, iterations=20):
+        steps.append(index)
+        assert recorder.active == (index >= 3)
+        for name, ms in calls[index]:
+            recorder.record(name, ms)
+    assert steps == list(range(23)) and not recorder.active
+    document = profile_document(recorder.runs)
+    assert document[0] == {"count": 20}
+    for ours, theirs in zip(document[1:], real[1:]):
+        assert ours["name"] == theirs["name"]
+        assert ours["averageMs"] == pytest.approx(theirs["averageMs"], rel=1e-9)
+    # a negative warm-up counts as none
+    recorder = LayerTimeRecorder()
+    assert list(profiled_runs(recorder, warmup=-2, iterations=2)) == [0, 1] and len(recorder.runs) == 2
+
+
 # ------------------------------------------------------------------------------------------
 # Timing: trtexec's records and summary (ResNet-18 on an A100: 1600 exported inferences and
 # trtexec's own printed summary of that run)
@@ -881,6 +919,38 @@ def test_benchmark_result_from_real_trace(resnet_times, resnet_printed):
     json.dumps(result.to_dict())
 
 
+def test_event_records_reproduce_trtexec_from_its_timestamps(resnet_times, resnet_printed):
+    # Replay each real inference as the four CUDA events the engine records (before H2D, after
+    # H2D, after compute, after D2H) and the host clock around the enqueue; trtexec's summary
+    # of that run must come out again.
+    host_base = 1234.5  # perf_counter seconds when the base event was recorded
+    ours = []
+    for real in resnet_times:
+        stage_ms = [real["startH2dMs"], real["endH2dMs"], real["endComputeMs"], real["endD2hMs"]]
+        record = event_record(stage_ms, host_base + real["startEnqMs"] / 1000, host_base + real["endEnqMs"] / 1000,
+                              host_base)
+        assert record["startEnqMs"] == pytest.approx(real["startEnqMs"], abs=1e-6)
+        assert record["latencyMs"] == pytest.approx(real["latencyMs"], abs=0.0101)
+        assert record["startComputeMs"] == record["endH2dMs"] and record["startD2hMs"] == record["endComputeMs"]
+        ours.append(record)
+    printed = resnet_printed["performance_summary"]
+    summary = summarize_trace(ours, warmup_ms=warmup_ms_of(resnet_printed), percentiles=(99,))
+    assert summary["count"] == 1500 and summary["throughput_qps"] == pytest.approx(printed["Throughput"], abs=0.001)
+    # latencies come from timestamps rounded to 0.01 ms here, so each agrees within 0.01 ms
+    latency = summary["latency"]
+    assert [latency["min_ms"], latency["max_ms"], latency["median_ms"]] == pytest.approx(
+        [printed["Latency"][0], printed["Latency"][1], printed["Latency"][3]], abs=0.0101)
+    assert latency["mean_ms"] == pytest.approx(printed["Latency"][2], abs=0.001)
+
+
+def test_keep_timing_counts_iterations_and_duration():
+    assert keep_timing(0, 100, 0.0, None) and keep_timing(99, 100, 5.0, None)
+    assert not keep_timing(100, 100, 0.0, None)
+    assert keep_timing(100, 100, 0.5, 1.0)  # iterations done, duration not yet
+    assert not keep_timing(100, 100, 1.5, 1.0)
+    assert keep_timing(3, 0, 0.2, 1.0) and not keep_timing(3, 0, 1.0, 1.0)  # duration only
+
+
 def test_summarize_trace_of_synthetic_stage_times():
     records = [trace_record(10.0 * i, 10.0 * i + 1, 10.0 * i + 1, 10.0 * i + 4, 10.0 * i + 4, 10.0 * i + 4.5,
                             10.0 * i, 10.0 * i + 0.1) for i in range(10)]
@@ -918,6 +988,88 @@ def test_inputs_for_engine_use_the_opt_shapes(digits_plan):
     assert inputs_for_engine(metadata, batch=3)["input"].shape == (3, 1, 8, 8)
     names = onnx_node_names(sample_path("digits_cnn"))
     assert names == [n for n, _ in digits_plan.onnx_nodes] and onnx_node_names("/no/such.onnx") is None
+
+
+def model_dtypes(model_path) -> dict[str, np.dtype]:
+    """The numpy type of each input, from the ONNX model (what trt.nptype gives for its engine)."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    return {i.name: np.dtype(helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)) for i in model.graph.input}
+
+
+def resnet_engine_io() -> tuple[EngineIO, dict[str, np.dtype]]:
+    """The I/O of the real ResNet-18 engine (static batch 32), from its layer information."""
+    document = read_json(RESNET / "engine.graph.json")
+    tensors = {t["Name"]: t for layer in document["Layers"] for t in layer["Inputs"] + layer["Outputs"]}
+    produced = {t["Name"] for layer in document["Layers"] for t in layer["Outputs"]}
+    inputs = [name for name in document["Bindings"] if name not in produced]
+    outputs = [name for name in document["Bindings"] if name in produced]
+    numpy_types = {"FP32": np.float32, "FP16": np.float16, "INT8": np.int8, "INT32": np.int32}
+    dtypes = {name: np.dtype(numpy_types[normalize_dtype(tensors[name]["Format/Datatype"])]) for name in inputs}
+    io = EngineIO(inputs, outputs, fixed_shapes={name: tuple(tensors[name]["Dimensions"]) for name in inputs})
+    return io, dtypes
+
+
+def test_feed_is_checked_and_converted(digits_plan):
+    io = EngineIO(["input"], ["logits"], shape_profile=dict(digits_plan.profile))
+    dtypes = model_dtypes(sample_path("digits_cnn"))
+    asked = []
+
+    def numpy_dtype(name):
+        asked.append(name)
+        return dtypes[name]
+
+    data = np.load(sample_data_path("digits_cnn"))["input"][:8]
+    feed = prepare_feed(io, {"input": np.asfortranarray(data.astype(np.float64))}, numpy_dtype)
+    assert list(feed) == ["input"] and asked == ["input"]
+    assert feed["input"].dtype == np.float32 and feed["input"].flags.c_contiguous
+    np.testing.assert_array_equal(feed["input"], data)
+    assert batch_size_of(feed, io.input_names) == 8
+    with pytest.raises(InputShapeError, match="batch 64 is outside"):
+        prepare_feed(io, {"input": np.zeros((64, 1, 8, 8), np.float32)}, numpy_dtype)
+    asked.clear()
+    with pytest.raises(ValueError, match=r"unknown input name\(s\) \['mask'\]"):  # before any missing input
+        prepare_feed(io, {"mask": data}, numpy_dtype)
+    assert asked == []  # names are checked before any type is looked up
+    with pytest.raises(KeyError, match="missing input 'input'"):
+        prepare_feed(io, {}, numpy_dtype)
+
+
+def test_feed_of_a_static_engine_and_batch_sizes():
+    io, dtypes = resnet_engine_io()
+    assert io.input_names == ["input.1"] and io.output_names == ["191"]
+    assert io.fixed_shapes == {"input.1": (32, 3, 224, 224)}
+    with pytest.raises(InputShapeError, match=r"takes exactly \[32, 3, 224, 224\]"):
+        prepare_feed(io, {"input.1": np.zeros((8, 3, 224, 224), np.float32)}, dtypes.get)
+    assert batch_size_of({"x": np.float32(1.0)}, ["x"]) == 1 and batch_size_of({}, []) == 1
+
+
+def test_random_inputs_use_the_engine_shapes(digits_plan):
+    dynamic = EngineIO(["input"], ["logits"], shape_profile=dict(digits_plan.profile))
+    dtypes = model_dtypes(sample_path("digits_cnn"))
+    made = random_inputs(dynamic, dtypes.get, seed=3)
+    assert made["input"].shape == tuple(digits_plan.profile["input"].opt) and made["input"].dtype == np.float32
+    assert random_inputs(dynamic, dtypes.get, batch=3)["input"].shape == (3, 1, 8, 8)
+    np.testing.assert_array_equal(made["input"], random_inputs(dynamic, dtypes.get, seed=3)["input"])
+    prepare_feed(dynamic, made, dtypes.get)  # the engine accepts what it made up
+    static, static_dtypes = resnet_engine_io()
+    made = random_inputs(static, static_dtypes.get, batch=4)  # a static input keeps its batch
+    assert made["input.1"].shape == (32, 3, 224, 224) and made["input.1"].dtype == np.float32
+
+
+def test_engine_attributes_do_not_hide_its_methods():
+    # An instance attribute named like a method replaces it on the instance: TensorRTEngine once
+    # stored its optimization profile as `self.profile`, so `engine.profile(inputs)` failed.
+    source = (Path(__file__).resolve().parents[1] / "workbench" / "backends" / "tensorrt" / "runtime.py").read_text()
+    engine_class = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ClassDef) and n.name == "TensorRTEngine")
+    methods = {n.name for n in engine_class.body if isinstance(n, ast.FunctionDef)}
+    methods |= {name for name in vars(Engine) if not name.startswith("__") and callable(getattr(Engine, name))}
+    assigned = set()
+    for node in ast.walk(engine_class):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        assigned |= {t.attr for t in targets if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+                     and t.value.id == "self"}
+    assert {"profile", "run", "benchmark", "layers"} <= methods and "io" in assigned
+    assert sorted(assigned & methods) == []
 
 
 # ------------------------------------------------------------------------------------------

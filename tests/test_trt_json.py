@@ -9,6 +9,7 @@ build their inputs by transforming a real 8.x fixture in the test; each such tes
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import math
 from pathlib import Path
@@ -16,8 +17,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import workbench
+import workbench.backends
+from workbench.backends.tensorrt import trt_json
 from workbench.backends.tensorrt.trt_json import (
     TrtJsonError,
+    add_profile,
     format_without_dtype,
     import_trt,
     layout_label,
@@ -25,8 +30,11 @@ from workbench.backends.tensorrt.trt_json import (
     onnx_nodes_from_metadata,
     onnx_nodes_from_name,
     precision_warnings,
+    read_layers,
+    read_times,
     summarize_times,
 )
+from workbench.samples import trt_example_dir
 from workbench.tables.engine_table import LAYER_COLUMNS, PROFILE_COLUMNS
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "trt"
@@ -599,3 +607,54 @@ def test_bad_profile_and_times(tmp_path):
         import_trt(graph("resnet18-a100-fp32"), times_json=profile("resnet18-a100-fp32"))
     with pytest.raises(ValueError, match="not a non-empty list"):
         summarize_times([])
+
+
+# ------------------------------------------------------------------------------------------
+# The module's parts, its phases and the faces that export it
+
+# Every public name trt_json had before it was split into its parts (files, layers, nodes,
+# precision, profile); code importing them from trt_json keeps working.
+NAMES_BEFORE_THE_SPLIT = {
+    "SOURCE", "LAYERS_HOW_TO", "PROFILE_HOW_TO", "TIMES_HOW_TO", "LAYERS_EXPECTED", "PROFILE_EXPECTED",
+    "TIMES_EXPECTED", "NAMES_ONLY_WARNING", "PERCENTAGE_SUM_TOLERANCE", "TIME_RELATIVE_TOLERANCE",
+    "TIME_ABSOLUTE_TOLERANCE_MS", "PARAMETER_SUFFIXES", "HELPER_PREFIXES", "TrtJsonError", "load_json_input",
+    "shape_error", "split_layer_document", "normalize_dtype", "format_without_dtype", "layout_label",
+    "parse_tensor", "onnx_nodes_from_metadata", "split_outside_brackets", "foreign_node_range", "name_parts",
+    "strip_generated_affixes", "is_inserted_by_name", "is_tensorrt_internal_name", "looks_like_initializer",
+    "onnx_nodes_from_name", "is_inserted_layer", "weights_dtype", "tactic_of", "names_only_record",
+    "detailed_record", "split_profile", "check_profile", "profile_by_name", "join_profile",
+    "trtexec_percentile", "summarize_times", "import_trt", "precision_warnings",
+}
+
+
+def test_trt_json_re_exports_every_part():
+    assert NAMES_BEFORE_THE_SPLIT <= set(trt_json.__all__)
+    for part in ("files", "layers", "nodes", "precision", "profile"):
+        module = importlib.import_module(f"workbench.backends.tensorrt.trt_json_{part}")
+        public = [n for n, v in vars(module).items() if not n.startswith("_")
+                  and (getattr(v, "__module__", None) == module.__name__ or n.isupper())]
+        assert public, part
+        for name in public:
+            assert name in trt_json.__all__ and getattr(trt_json, name) is getattr(module, name), (part, name)
+
+
+def test_import_phases_compose_into_import_trt():
+    folder = FIXTURES / "resnet18-a100-fp32"
+    records, attrs = read_layers(folder / "engine.graph.json", None)
+    assert len(records) == 32 and attrs["verbosity"] == "detailed" and "profile_file" not in attrs
+    joined = add_profile(records, folder / "engine.profile.json", attrs)
+    assert [r["name"] for r in joined] == [r["name"] for r in records]
+    assert attrs["profile_checks"]["ok"] and attrs["profile_mismatches"]["layers_without_profile"] == []
+    times = read_times(folder / "engine.timing.json")
+    assert set(times) == {"times_file", "end_to_end"} and times["end_to_end"]["count"] == 1600
+    whole = import_trt(folder / "engine.graph.json", folder / "engine.profile.json", folder / "engine.timing.json")
+    assert list(whole["time_ms"]) == [r["time_ms"] for r in joined]
+    assert whole.attrs["end_to_end"] == times["end_to_end"] and whole.attrs["warnings"] == attrs["warnings"]
+
+
+def test_faces_export_what_the_notebooks_use(tables):
+    assert workbench.backends.precision_warnings is precision_warnings
+    assert "precision_warnings" in workbench.backends.__all__
+    assert workbench.trt_example_dir is trt_example_dir and workbench.trt_example_dir() == FIXTURES
+    flagged = workbench.backends.precision_warnings(tables["resnet18-a100-fp32"], "FP16")
+    assert len(flagged) > 0 and set(flagged["precision"]) == {"FP32"}

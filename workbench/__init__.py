@@ -24,6 +24,7 @@ _EXPORTS = {
     "sample_names": "workbench.samples",
     "sample_path": "workbench.samples",
     "sample_data_path": "workbench.samples",
+    "trt_example_dir": "workbench.samples",
     "workspace_dir": "workbench.workspace",
     "import_trt": "workbench.backends.tensorrt.trt_json",
     "get_backend": "workbench.backends",

@@ -49,10 +49,10 @@ class ProgressUpdate:
     finished: bool = False
 
     def text(self) -> str:
-        """One line for a log: ``task: 3/10 sample (message)``."""
+        """One line for a log: ``task: message (3/10 sample)``, or ``task: 3/10 sample``."""
         count = f"{self.done}/{self.total}" if self.total is not None else str(self.done)
         state = "done" if self.finished else f"{count} {self.unit}"
-        return f"{self.task}: {state}" + (f" ({self.message})" if self.message else "")
+        return f"{self.task}: {self.message} ({state})" if self.message else f"{self.task}: {state}"
 
 
 class Progress:
@@ -126,14 +126,15 @@ class LogProgress(Progress):
         self.logger = logger
 
     def started(self, task: Task) -> None:
-        task.logged_quarter = 0
+        task.logged_quarter, task.logged_message = 0, ""
         size = f" ({task.total} {task.unit}s)" if task.total else ""
         self.logger.info("%s: started%s", task.name, size)
 
     def advanced(self, task: Task, n: int) -> None:
         quarter = int(4 * task.done / task.total) if task.total else 0
-        if quarter > getattr(task, "logged_quarter", 0) or (task.message and not task.total):
-            task.logged_quarter = quarter
+        new_message = task.message and task.message != getattr(task, "logged_message", "")
+        if quarter > getattr(task, "logged_quarter", 0) or new_message:
+            task.logged_quarter, task.logged_message = quarter, task.message
             self.logger.info("%s", task.snapshot().text())
 
     def finished(self, task: Task) -> None:

@@ -31,6 +31,25 @@ def workspace_dir(subdir: str | None = None) -> Path:
     return path
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, then put it back
+    os.umask(mask)
+    return mask
+
+
+def _normal_mode(fd: int) -> None:
+    # mkstemp makes files 0600; what we write is the user's, so it gets their usual mode
+    os.fchmod(fd, 0o666 & ~current_umask())
+
+
 def write_atomic(path, data: bytes | str) -> Path:
     """Write ``data`` to ``path`` atomically: readers see the old file or the new one, never half.
 
@@ -46,6 +65,7 @@ def write_atomic(path, data: bytes | str) -> Path:
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        _normal_mode(fd)
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
@@ -70,8 +90,9 @@ def copy_atomic(source, destination) -> Path:
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
-    os.close(fd)
     try:
+        _normal_mode(fd)
+        os.close(fd)
         shutil.copyfile(source, tmp)
         os.replace(tmp, destination)
     except BaseException:

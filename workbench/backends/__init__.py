@@ -1,10 +1,13 @@
 """Backends: ONNX Runtime (everywhere), TensorRT (NVIDIA GPUs), and TensorRT JSON imports.
 
-Backends are imported lazily so that ``import workbench`` never needs TensorRT.
+Backends are imported lazily so that ``import workbench`` never needs TensorRT. The readers of
+TensorRT's JSON exports never import TensorRT either; their public names (``precision_warnings``)
+load on first use (PEP 562).
 """
 
 from __future__ import annotations
 
+from workbench._lazy import lazy_exports
 from workbench.backends.availability import (
     TENSORRT_FIX,
     available_backends,
@@ -12,6 +15,13 @@ from workbench.backends.availability import (
 )
 from workbench.backends.base import Backend, BackendUnavailable, BenchmarkResult, Engine
 from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
+
+# public name -> module that defines it; resolved on first use
+_EXPORTS = {
+    "precision_warnings": "workbench.backends.tensorrt.trt_json_precision",
+}
+
+__getattr__, __dir__, _lazy_names = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "Backend",
@@ -23,6 +33,7 @@ __all__ = [
     "available_backends",
     "get_backend",
     "tensorrt_status",
+    *_lazy_names,
 ]
 
 

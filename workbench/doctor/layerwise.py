@@ -11,7 +11,10 @@ Two ONNX Runtime runs over the same samples, every intermediate tensor exposed:
   ranges and moments (kurtosis).
 
 Statistics stream over batches (memory: one batch plus a few numbers per tensor), and a small
-evenly spaced sample of every tensor's values is kept for the drill-down figures.
+evenly spaced sample of every tensor's values is kept for the drill-down figures. Every tensor
+of a batch is an output of the two runs at once, so the batch is sized to the model: a one-sample
+run measures the bytes one sample exposes, and the batch holds what fits in ``memory_budget``
+(a large model runs one sample at a time; the kept values shrink with the number of tensors).
 
 Agreement metrics (reference ``r`` = FP32, test ``t``):
 
@@ -31,8 +34,9 @@ import numpy as np
 import onnx
 import pandas as pd
 
-from workbench.analysis.accuracy import sqnr_db
+from workbench.analysis.metrics import sqnr_db
 from workbench.backends.onnxruntime.session import LEVELS, ort_session
+from workbench.datasets.arrays import num_samples, resolve_sample_axes, take_batch
 from workbench.doctor.graph import (
     QuantizedNode,
     add_outputs,
@@ -45,10 +49,13 @@ from workbench.doctor.graph import (
     quantized_nodes,
     topological_nodes,
 )
+from workbench.progress import resolve_progress
 
 SQNR_CAP_DB = 120.0  # finite stand-in for "identical" when differences are taken
 DEFAULT_SAMPLES = 256
 KEEP_VALUES = 4096
+MEMORY_BUDGET = 256 * 2**20  # bytes of exposed tensors per batch of the layerwise runs
+KEEP_BUDGET = 32 * 2**20  # bytes of kept drill-down values over all tensors
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,6 +248,8 @@ class LayerwiseResult:
         quantized: :func:`quantized_nodes` of the variant.
         variant_level: The ORT optimization level the variant ran at (its integer kernels at
             ``extended``/``all``).
+        batch_size: Samples per run (sized to ``memory_budget``).
+        sample_bytes: Bytes of exposed tensors one sample makes in the two runs.
     """
 
     tensors: pd.DataFrame
@@ -251,6 +260,8 @@ class LayerwiseResult:
     num_samples: int
     quantized: dict = field(repr=False, default_factory=dict)
     variant_level: str = "disable"
+    batch_size: int = 0
+    sample_bytes: int = 0
 
     def node_errors(self) -> pd.DataFrame:
         """Per quantized node: ``node`` and its error columns (for :func:`join_layer_errors`)."""
@@ -298,6 +309,9 @@ def layerwise_compare(
     batch_size: int = 64,
     keep_values: int = KEEP_VALUES,
     variant_level: str = "all",
+    memory_budget: int = MEMORY_BUDGET,
+    progress=None,
+    sample_axes: Mapping[str, int | None] | None = None,
 ) -> LayerwiseResult:
     """Compare every tensor of the FP32 model and its Q/DQ variant, locally and accumulated.
 
@@ -306,14 +320,19 @@ def layerwise_compare(
         variant_model: Its explicit-quantization variant (same node and tensor names).
         inputs: Input name -> ``[samples, ...]`` array.
         max_samples: Compare on the first this many samples (None: all).
-        batch_size: Samples per run.
-        keep_values: Values kept per tensor for the drill-down (from the first batch).
+        batch_size: The most samples per run (fewer when they do not fit ``memory_budget``).
+        keep_values: Values kept per tensor for the drill-down (from the first batch; fewer
+            when the model has so many tensors that they would pass ``KEEP_BUDGET`` bytes).
         variant_level: ONNX Runtime graph optimization level of the variant run (``"disable"``,
             ``"basic"``, ``"extended"``, ``"all"``; default ``"all"``, as the evaluation runs it).
             At ``extended``/``all`` ORT replaces Q/DQ + MatMul/Conv by its integer kernels, so the
             accumulated error is what the deployed runtime computes (the CPU's u8s8 kernels can
             saturate where Q/DQ emulation does not); at ``disable`` it is the emulation, as ORT's
             ``qdq_loss_debug.collect_activations`` runs it. The local run always emulates.
+        memory_budget: Bytes the exposed tensors of one batch may take.
+        progress: A :mod:`workbench.progress` argument: samples compared, as they stream.
+        sample_axes: The inputs' data description (input -> sample axis, or None for an input fed
+            as it is); default axis 0.
 
     Returns:
         The :class:`LayerwiseResult`.
@@ -329,6 +348,76 @@ def layerwise_compare(
     if variant_level not in LEVELS:
         raise ValueError(f"variant_level must be one of {list(LEVELS)}, got {variant_level!r}.")
     quantized = quantized_nodes(variant_model)
+    runs = _open_runs(fp32_model, variant_model, quantized, variant_level)
+    stats = _Stats.start(fp32_model, quantized, runs)
+    axes = resolve_sample_axes(inputs, sample_axes)
+    total = num_samples(inputs, axes)
+    count = total if max_samples is None else min(total, int(max_samples))
+    if count < 1:
+        raise ValueError("no samples to compare (max_samples or the data is empty).")
+    sample_bytes = _sample_bytes(runs, _feed(inputs, axes, 0, 1))
+    batch = max(1, min(int(batch_size), int(memory_budget) // max(sample_bytes, 1)))
+    keep = max(64, min(int(keep_values), KEEP_BUDGET // (16 * max(len(runs.tensors), 1))))
+    with resolve_progress(progress).task("doctor: layerwise comparison", count, unit="sample") as task:
+        for start in range(0, count, batch):
+            size = min(batch, count - start)
+            stats.add(runs, _feed(inputs, axes, start, size), keep_values=keep if start == 0 else None)
+            task.update(size)
+    result = _result(fp32_model, quantized, runs, stats, count, variant_level)
+    result.batch_size, result.sample_bytes = batch, sample_bytes
+    return result
+
+
+def _feed(inputs: Mapping[str, np.ndarray], axes: Mapping[str, int | None], start: int, size: int) -> dict:
+    """Samples ``start`` to ``start + size`` along the sample axes, contiguous for ONNX Runtime."""
+    return {k: np.ascontiguousarray(v) for k, v in take_batch(inputs, size, axes, start=start).items()}
+
+
+def _sample_bytes(runs: "_Runs", feed: Mapping[str, np.ndarray]) -> int:
+    """Bytes of every exposed tensor of both runs for one sample (``feed``: the first sample)."""
+    total = sum(a.nbytes for a in runs.local.run(runs.local_names, feed) if hasattr(a, "nbytes"))
+    total += sum(a.nbytes for a in runs.variant.run(runs.variant_names, feed) if hasattr(a, "nbytes"))
+    return int(total + sum(a.nbytes for a in feed.values()))
+
+
+@dataclass
+class _Runs:
+    """The two ONNX Runtime runs of a comparison and the tensors each exposes.
+
+    Attributes:
+        local: The FP32 model plus local copies of the quantized nodes (Q/DQ emulated).
+        variant: The variant, at the asked optimization level.
+        local_names, variant_names: Their output names, in run order.
+        mapping: :func:`build_local_model`'s node -> ``{"outputs", "qdq"}`` (original -> copy tensor).
+        tensors: Every float tensor a node of the FP32 model writes (topological order).
+        compared: Those the variant also writes (their accumulated error is measured).
+    """
+
+    local: object
+    variant: object
+    local_names: list
+    variant_names: list
+    mapping: dict
+    tensors: list
+    compared: list
+
+
+def _open_runs(fp32_model: onnx.ModelProto, variant_model: onnx.ModelProto, quantized: Mapping[str, QuantizedNode],
+               variant_level: str) -> _Runs:
+    """Build the local model and open both sessions with every compared tensor as an output.
+
+    Args:
+        fp32_model: The FP32 model.
+        variant_model: Its Q/DQ variant.
+        quantized: :func:`quantized_nodes` of the variant.
+        variant_level: ORT optimization level of the variant run (the local run never optimizes).
+
+    Returns:
+        The :class:`_Runs`.
+
+    Raises:
+        DoctorGraphError: The variant is not a Q/DQ model of this FP32 model.
+    """
     local_model, mapping = build_local_model(fp32_model, variant_model, quantized)
     tensors = float_node_outputs(fp32_model)
     local_outputs = [out for m in mapping.values() for out in m["outputs"].values()]
@@ -338,64 +427,113 @@ def layerwise_compare(
     local_session = ort_session(add_outputs(local_model, tensors + local_outputs + qdq_outputs),
                                 {"graph_optimization_level": "disable"})
     variant_session = ort_session(add_outputs(variant_model, compared), {"graph_optimization_level": variant_level})
-    local_names = [o.name for o in local_session.get_outputs()]
-    variant_names = [o.name for o in variant_session.get_outputs()]
+    return _Runs(local_session, variant_session, [o.name for o in local_session.get_outputs()],
+                 [o.name for o in variant_session.get_outputs()], mapping, tensors, compared)
 
-    accum = {t: PairStats() for t in compared}
-    op_of = {n.name: n.op_type for n in fp32_model.graph.node}
-    local = {orig: PairStats(channel_axis=channel_axis_for(op_of.get(name, ""), output=True))
-             for name, m in mapping.items() for orig in m["outputs"]}
-    input_stats: dict[tuple[str, str], InputStats] = {}
-    for name, qn in quantized.items():
-        for qi in qn.activations:
-            scale = float(np.ravel(qi.scale)[0])
-            input_stats[(name, qi.tensor)] = InputStats(
-                clip=float(np.max(qi.clip_range())), scale=scale, qmin=qmin_of(qi.qdtype),
-                channel_axis=channel_axis_for(op_of.get(name, "")))
-    samples: dict[str, dict] = {}
 
-    total = next(iter(inputs.values())).shape[0]
-    count = total if max_samples is None else min(total, int(max_samples))
-    if count < 1:
-        raise ValueError("no samples to compare (max_samples or the data is empty).")
-    for start in range(0, count, batch_size):
-        feed = {k: np.ascontiguousarray(v[start:min(start + batch_size, count)]) for k, v in inputs.items()}
+@dataclass
+class _Stats:
+    """The streaming statistics of a comparison and the kept value samples.
+
+    Attributes:
+        accum: Compared tensor -> FP32 vs variant (accumulated error).
+        local: Quantized node output -> FP32 vs its local copy (the node's own error).
+        inputs: (node, quantized activation) -> :class:`InputStats`.
+        samples: Tensor -> kept values (see :attr:`LayerwiseResult.samples`).
+    """
+
+    accum: dict
+    local: dict
+    inputs: dict
+    samples: dict = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, fp32_model: onnx.ModelProto, quantized: Mapping[str, QuantizedNode], runs: _Runs) -> _Stats:
+        """Empty statistics for every compared tensor, local output and quantized activation.
+
+        Args:
+            fp32_model: The FP32 model (op types give the channel axes).
+            quantized: :func:`quantized_nodes` of the variant (scales and clipping ranges).
+            runs: The opened runs.
+
+        Returns:
+            The :class:`_Stats`.
+        """
+        op_of = {n.name: n.op_type for n in fp32_model.graph.node}
+        local = {orig: PairStats(channel_axis=channel_axis_for(op_of.get(name, ""), output=True))
+                 for name, m in runs.mapping.items() for orig in m["outputs"]}
+        input_stats: dict[tuple[str, str], InputStats] = {}
+        for name, qn in quantized.items():
+            for qi in qn.activations:
+                scale = float(np.ravel(qi.scale)[0])
+                input_stats[(name, qi.tensor)] = InputStats(
+                    clip=float(np.max(qi.clip_range())), scale=scale, qmin=qmin_of(qi.qdtype),
+                    channel_axis=channel_axis_for(op_of.get(name, "")))
+        return cls({t: PairStats() for t in runs.compared}, local, input_stats)
+
+    def add(self, runs: _Runs, feed: Mapping[str, np.ndarray], *, keep_values: int | None = None) -> None:
+        """Run one batch through both runs and add it to the statistics.
+
+        Args:
+            runs: The opened runs.
+            feed: Input name -> one batch.
+            keep_values: Keep this many values per tensor from this batch (None: keep none).
+        """
         lvals = dict(feed)
-        lvals.update(zip(local_names, local_session.run(local_names, feed)))
-        vvals = dict(zip(variant_names, variant_session.run(variant_names, feed)))
-        for t in compared:
-            accum[t].add(lvals[t], vvals[t])
-        for name, m in mapping.items():
+        lvals.update(zip(runs.local_names, runs.local.run(runs.local_names, feed)))
+        vvals = dict(zip(runs.variant_names, runs.variant.run(runs.variant_names, feed)))
+        for t in runs.compared:
+            self.accum[t].add(lvals[t], vvals[t])
+        for name, m in runs.mapping.items():
             for orig, out in m["outputs"].items():
-                local[orig].add(lvals[orig], lvals[out])
+                self.local[orig].add(lvals[orig], lvals[out])
             for tensor, qout in m["qdq"].items():
-                input_stats[(name, tensor)].add(lvals[tensor], lvals[qout])
-        if start == 0:
-            for t in tensors:
-                entry = {"fp32": _sample(lvals[t], keep_values)}
-                if t in vvals:
-                    entry["int8"] = _sample(vvals[t], keep_values)
-                samples[t] = entry
-            for m in mapping.values():
-                for orig, out in m["outputs"].items():
-                    samples[orig]["local"] = _sample(lvals[out], keep_values)
-                for tensor, qout in m["qdq"].items():
-                    entry = samples.setdefault(tensor, {"fp32": _sample(lvals[tensor], keep_values)})
-                    entry.setdefault("qdq", _sample(lvals[qout], keep_values))
+                self.inputs[(name, tensor)].add(lvals[tensor], lvals[qout])
+        if keep_values is not None:
+            self._keep(runs, lvals, vvals, keep_values)
 
-    heads = list(quantized)
-    groups = fusion_groups(fp32_model, heads)
-    tensor_table = _tensor_table(fp32_model, tensors, accum, local, quantized, groups)
-    node_table = _node_table(fp32_model, quantized, groups, tensor_table, local, input_stats)
-    inputs_table = pd.DataFrame([{"node": node, "tensor": tensor, **stats.summary()}
-                                 for (node, tensor), stats in input_stats.items()])
+    def _keep(self, runs: _Runs, lvals: dict, vvals: dict, keep: int) -> None:
+        """Keep evenly spaced values of every tensor: FP32, the variant's, the local copy's, Q/DQ'd."""
+        for t in runs.tensors:
+            entry = {"fp32": _sample(lvals[t], keep)}
+            if t in vvals:
+                entry["int8"] = _sample(vvals[t], keep)
+            self.samples[t] = entry
+        for m in runs.mapping.values():
+            for orig, out in m["outputs"].items():
+                self.samples[orig]["local"] = _sample(lvals[out], keep)
+            for tensor, qout in m["qdq"].items():
+                entry = self.samples.setdefault(tensor, {"fp32": _sample(lvals[tensor], keep)})
+                entry.setdefault("qdq", _sample(lvals[qout], keep))
+
+
+def _result(fp32_model: onnx.ModelProto, quantized: Mapping[str, QuantizedNode], runs: _Runs, stats: _Stats,
+            count: int, variant_level: str) -> LayerwiseResult:
+    """The tables of a finished comparison.
+
+    Args:
+        fp32_model: The FP32 model.
+        quantized: :func:`quantized_nodes` of the variant.
+        runs: The runs (which tensors were compared).
+        stats: The statistics over all batches.
+        count: Samples compared.
+        variant_level: ORT optimization level of the variant run.
+
+    Returns:
+        The :class:`LayerwiseResult`.
+    """
+    groups = fusion_groups(fp32_model, list(quantized))
+    tensor_table = _tensor_table(fp32_model, runs.tensors, stats.accum, stats.local, quantized, groups)
+    node_table = _node_table(fp32_model, quantized, groups, tensor_table, stats.local, stats.inputs)
+    inputs_table = pd.DataFrame([{"node": node, "tensor": tensor, **s.summary()}
+                                 for (node, tensor), s in stats.inputs.items()])
     weights_table = weight_table(fp32_model, quantized)
     if not weights_table.empty:
         worst = weights_table.groupby("node")["sqnr_db"].min()
         node_table["weight_sqnr_db"] = node_table["node"].map(worst).astype(float)
         per_channel = weights_table.groupby("node")["per_channel"].all()
         node_table["weight_per_channel"] = node_table["node"].map(per_channel)
-    return LayerwiseResult(tensor_table, node_table, inputs_table, weights_table, samples, count, quantized,
+    return LayerwiseResult(tensor_table, node_table, inputs_table, weights_table, stats.samples, count, quantized,
                            variant_level)
 
 
@@ -535,9 +673,17 @@ def ort_weight_errors(fp32_path, variant_path) -> dict[str, float]:
     Returns:
         Float weight name -> SQNR in dB.
     """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
     from onnxruntime.quantization.qdq_loss_debug import (
         compute_weight_error,
         create_weight_matching,
     )
 
-    return dict(compute_weight_error(create_weight_matching(str(fp32_path), str(variant_path))))
+    # ORT's loader writes <model>-inferred.onnx beside each model it reads: give it copies, never the user's file
+    with tempfile.TemporaryDirectory(prefix="wb_weight_errors_") as tmp:
+        fp32_copy = shutil.copyfile(fp32_path, Path(tmp) / "fp32.onnx")
+        variant_copy = shutil.copyfile(variant_path, Path(tmp) / "variant.onnx")
+        return dict(compute_weight_error(create_weight_matching(str(fp32_copy), str(variant_copy))))

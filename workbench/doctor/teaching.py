@@ -1,7 +1,9 @@
 """Teaching cases: models whose INT8 failure has a known cause, made by a function-preserving rescale.
 
 :func:`make_teaching_case` multiplies one output channel of a Conv by ``factor`` and divides the
-matching input channel of the next weighted node (Conv or Gemm/MatMul) by it. Between the two,
+matching input channel of the next weighted node (Conv or Gemm/MatMul) by it. The head may also be
+a LayerNormalization (a transformer's ``ln -> MatMul``): its scale and bias of one channel (the
+last axis) are multiplied, and the row of the MatMul/Gemm weight that reads it divided. Between the two,
 BatchNormalization is adjusted (its ``mean`` and ``beta`` scaled by the same factor, so its
 output channel is scaled too) and ReLU, max/average pooling and Flatten pass the scaled channel
 through unchanged in shape (positive scaling commutes with them). In exact arithmetic the model
@@ -12,6 +14,10 @@ than before, and activations are quantized per tensor, so that channel sets the 
 other channel is left with a handful of quantization levels (most of its values round to 0).
 The two layers involved, the Conv whose channel was scaled and the node reading it, are the
 known answer the doctor must find.
+
+Three such copies of ``digits_cnn`` are committed in ``sample_models/teaching/``:
+:func:`teaching_cases` names them, :func:`teaching_case_path` finds one's file and
+:func:`teaching_case` reads its answer (a :class:`TeachingCase`).
 """
 
 from __future__ import annotations
@@ -22,16 +28,20 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pandas as pd
 from onnx import numpy_helper
 
 from workbench.backends.onnxruntime.session import ort_session
 from workbench.errors import WorkbenchError
+from workbench.samples import SAMPLE_DIR
 
 # Ops a positive per-channel scale passes through unchanged in position.
 PASS_THROUGH = ("Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Identity", "Dropout",
                 "LeakyRelu")
 CONSUMERS = ("Conv", "Gemm", "MatMul")
+HEADS = ("Conv", "LayerNormalization")
 METADATA_KEY = "workbench.teaching_case"
+TEACHING_DIR = SAMPLE_DIR / "teaching"  # the committed cases (sample_models/teaching/README.md)
 
 
 class TeachingCaseError(WorkbenchError, ValueError):
@@ -43,7 +53,7 @@ class TeachingPath:
     """The nodes a rescale of ``conv``'s output channels touches.
 
     Attributes:
-        conv: The Conv whose output channel is multiplied.
+        conv: The Conv (or LayerNormalization) whose output channel is multiplied.
         batchnorm: The BatchNormalization right after it, or None.
         through: Nodes between that pass the channel through (Relu, pooling, Flatten).
         consumer: The weighted node whose input channel is divided.
@@ -82,7 +92,7 @@ def teaching_path(model, conv: str) -> TeachingPath:
 
     Args:
         model: An ONNX model (path or ModelProto).
-        conv: Name of a Conv node with constant weights.
+        conv: Name of a Conv node with constant weights (or a LayerNormalization feeding a MatMul/Gemm).
 
     Returns:
         The :class:`TeachingPath`.
@@ -97,8 +107,9 @@ def teaching_path(model, conv: str) -> TeachingPath:
         convs = [n.name for n in proto.graph.node if n.op_type == "Conv"]
         raise TeachingCaseError(f"no node named {conv!r}; the model's Conv nodes are {convs}.")
     head = nodes[conv]
-    if head.op_type != "Conv":
-        raise TeachingCaseError(f"{conv!r} is a {head.op_type}; give a Conv node.")
+    if head.op_type not in HEADS:
+        raise TeachingCaseError(f"{conv!r} is a {head.op_type}; give a Conv (or LayerNormalization) node.")
+    last_axis = head.op_type == "LayerNormalization"  # its channels are the last axis, as MatMul reads them
     consumers: dict[str, list] = {}
     for node in proto.graph.node:
         for name in node.input:
@@ -117,6 +128,10 @@ def teaching_path(model, conv: str) -> TeachingPath:
                 "(Conv -> BatchNormalization -> Relu -> ... -> Conv/Gemm)."
             )
         nxt = users[0]
+        if last_axis and nxt.op_type in ("BatchNormalization", "Flatten", "Conv", "MaxPool", "AveragePool"):
+            raise TeachingCaseError(f"{conv}: a LayerNormalization's channels are its last axis; {nxt.op_type} "
+                                    f"{nxt.name!r} reads channels on axis 1. Rescale a LayerNormalization that feeds "
+                                    "a MatMul/Gemm (through elementwise ops at most).")
         if nxt.op_type == "BatchNormalization" and current is head and batchnorm is None:
             batchnorm = nxt.name
         elif nxt.op_type in PASS_THROUGH:
@@ -159,7 +174,8 @@ def make_teaching_case(model, conv: str, channel: int, factor: float) -> onnx.Mo
     Args:
         model: The FP32 model (path, ModelProto or LoadedModel). Not modified.
         conv: The Conv whose output ``channel`` is multiplied by ``factor`` (weights and bias;
-            the BatchNormalization after it gets ``mean`` and ``beta`` scaled alike).
+            the BatchNormalization after it gets ``mean`` and ``beta`` scaled alike), or a
+            LayerNormalization (its scale and bias of that channel) feeding a MatMul/Gemm.
         channel: The output channel.
         factor: A positive factor (e.g. 64-1000; large enough to starve the other channels of
             quantization levels).
@@ -231,6 +247,94 @@ def teaching_answer(model) -> dict | None:
         if entry.key == METADATA_KEY:
             return json.loads(entry.value)
     return None
+
+
+def teaching_cases() -> list[str]:
+    """Names of the committed teaching cases (``digits_cnn_conv1_c5_x300``, ...), sorted.
+
+    Each is a copy of the ``digits_cnn`` sample (use its calibration and evaluation data) with one
+    Conv channel rescaled; ``sample_models/teaching/README.md`` tells each one's story.
+    """
+    return sorted(p.stem for p in TEACHING_DIR.glob("*.onnx"))
+
+
+def teaching_case_path(name: str) -> Path:
+    """Path of a committed teaching case's ``.onnx`` file.
+
+    Args:
+        name: A name from :func:`teaching_cases`.
+
+    Returns:
+        The path.
+
+    Raises:
+        TeachingCaseError: No committed case has that name (the message lists them).
+    """
+    path = TEACHING_DIR / f"{name}.onnx"
+    if not path.is_file():
+        raise TeachingCaseError(f"no teaching case named {name!r}; expected one of {teaching_cases()} in "
+                                f"{TEACHING_DIR}. Rebuild them with "
+                                "`python sample_models/teaching/make_teaching_cases.py`.")
+    return path
+
+
+@dataclass(frozen=True)
+class TeachingCase:
+    """A teaching model and its known answer (what :func:`make_teaching_case` stored in it).
+
+    Attributes:
+        name: The model file's stem.
+        path: The model file.
+        conv: The Conv (or LayerNormalization) whose output channel was multiplied (the source of the range).
+        consumer: The weighted node whose input channel was divided (it adds the INT8 error).
+        channel: The rescaled channel.
+        factor: The factor.
+        batchnorm: The BatchNormalization adjusted with the Conv, or None.
+        through: Nodes between the two that pass the channel through.
+    """
+
+    name: str
+    path: Path
+    conv: str
+    consumer: str
+    channel: int
+    factor: float
+    batchnorm: str | None
+    through: tuple[str, ...]
+
+    def frame(self) -> pd.DataFrame:
+        """The answer as one row indexed by the case's name: ``conv``, ``consumer``, ``channel``,
+        ``factor``, ``batchnorm`` and ``through`` (list)."""
+        row = {"conv": self.conv, "consumer": self.consumer, "channel": self.channel, "factor": self.factor,
+               "batchnorm": self.batchnorm, "through": list(self.through)}
+        return pd.DataFrame([row], index=pd.Index([self.name], name="teaching case"))
+
+
+def teaching_case(name_or_path) -> TeachingCase:
+    """A teaching case with its known answer.
+
+    Args:
+        name_or_path: A name from :func:`teaching_cases`, or the path of a model saved from
+            :func:`make_teaching_case`.
+
+    Returns:
+        The :class:`TeachingCase`.
+
+    Raises:
+        TeachingCaseError: No such case or file, or the model carries no teaching answer.
+    """
+    path = Path(name_or_path)
+    if not path.is_file():
+        if path.suffix == ".onnx" or len(path.parts) > 1:  # a path, not a committed case's name
+            raise TeachingCaseError(f"{path}: no such model file. Give a file saved from make_teaching_case or "
+                                    f"one of {teaching_cases()}.")
+        path = teaching_case_path(str(name_or_path))
+    answer = teaching_answer(path)
+    if answer is None:
+        raise TeachingCaseError(f"{path} carries no teaching answer (metadata {METADATA_KEY!r}); make one with "
+                                "make_teaching_case(model, conv, channel, factor) and save it.")
+    return TeachingCase(path.stem, path, answer["conv"], answer["consumer"], int(answer["channel"]),
+                        float(answer["factor"]), answer.get("batchnorm"), tuple(answer.get("through", ())))
 
 
 def max_output_difference(original, changed, inputs) -> float:

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Mapping
 
 from workbench.errors import WorkbenchError
-from workbench.precision.calibrator import CalibrationOptions, canonical_method
+from workbench.precision.calib_options import CalibrationOptions, canonical_method
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
 QUANTIZED = ("int8", "fp8")

@@ -1,6 +1,6 @@
 """The doctor's explorer: a thin ipywidgets controller over :mod:`workbench.views.doctor_figures`.
 
-:class:`DoctorExplorer` shows a :class:`~workbench.doctor.diagnose.Diagnosis` in tabs (summary
+:class:`DoctorExplorer` shows a :class:`~workbench.doctor.report.Diagnosis` in tabs (summary
 and culprits, the error curve, ranges with a tensor picker, sensitivity and the fix search,
 before/after). Picking a tensor redraws its histogram with every method's clipping range, its
 per-channel ranges and the drill-down of its FP32 vs INT8 values.
@@ -13,7 +13,7 @@ import html
 import ipywidgets as widgets
 import pandas as pd
 
-from workbench.doctor.diagnose import results_rows
+from workbench.doctor.report import results_rows
 from workbench.errors import WorkbenchError
 from workbench.views.doctor_figures import (
     before_after_figure,
@@ -63,7 +63,7 @@ class DoctorExplorer(widgets.VBox):
     """Tabs over a diagnosis.
 
     Args:
-        diagnosis: A :class:`workbench.doctor.diagnose.Diagnosis`.
+        diagnosis: A :class:`workbench.doctor.report.Diagnosis`.
     """
 
     def __init__(self, diagnosis):
@@ -123,10 +123,12 @@ class DoctorExplorer(widgets.VBox):
         show_in(self.curve_out, error_curve_figure(d.layerwise.tensors, first_jump=jump["tensor"] if jump else None))
         if d.ranking:
             show_in(self.sensitivity_out, sensitivity_figure(d.ranking, fix_exclude=d.fix["config"]["exclude"]),
-                    search_figure(d.search.get("steps", []), naive_accuracy=d.int8_accuracy,
-                                  target_accuracy=d.fp32_accuracy - d.target_drop / 100))
-        show_in(self.tradeoff_out, before_after_figure(results_rows(report),
-                                                       target_top1=d.fp32_accuracy - d.target_drop / 100))
+                    search_figure(d.search.get("steps", []), metric=d.metric_name, unit=d.metric_unit,
+                                  naive_value=d.int8_value, target_value=d.target_value))
+        target = d.target_value
+        show_in(self.tradeoff_out, before_after_figure(
+            results_rows(report), target=target,
+            target_top1=None if target is None or d.metric_name != "top1" else target / 100))
         self.show_tensor()
 
     def show_tensor(self) -> None:

@@ -305,6 +305,9 @@ def details_html(row: Mapping[str, Any] | None) -> str:
     figures = [(AXIS_TITLES.get(c, c), _number(row.get(c), c)) for c in
                ("top1", "top5", "top1_agreement", "min_cosine", "min_sqnr_db", "median_ms",
                 "p90_ms", "p99_ms", "throughput") if c in row]
+    if _finite(row.get("metric_value")):  # the row's chosen metric, with its unit
+        figures.insert(0, (_text(row.get("metric"), "metric"),
+                           f"{row['metric_value']:.4g} {_text(row.get('metric_unit'), '')}".strip()))
     if _finite(row.get("size_bytes")):
         figures.append(("model size", f"{row['size_bytes'] / 1e6:.3f} MB"))
     if _finite(row.get("batch")):

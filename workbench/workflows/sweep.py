@@ -38,7 +38,8 @@ from workbench.backends import get_backend, tensorrt_status
 from workbench.datasets.arrays import load_labelled
 from workbench.errors import WorkbenchError
 from workbench.model import load_model
-from workbench.precision.variants import Variant, _recipe, make_variant
+from workbench.precision.variants import Variant, as_recipe, make_variant
+from workbench.progress import resolve_progress
 from workbench.tables.results import make_row
 
 BACKENDS = ("onnxruntime", "tensorrt")
@@ -49,11 +50,10 @@ class SweepError(WorkbenchError, ValueError):
 
 
 def _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds=1) -> tuple[list, tuple, tuple]:
-
     if isinstance(recipes, (str, Mapping)) or not isinstance(recipes, Iterable):
         raise SweepError("recipes must be a list of Recipe objects (or precision names / recipe dicts); "
                          f"got {type(recipes).__name__}. Wrap a single recipe in a list.")
-    recipes = [_recipe(r) for r in recipes]
+    recipes = [as_recipe(r) for r in recipes]
     if not recipes:
         raise SweepError("recipes is empty; give at least one, e.g. [Recipe('fp32'), Recipe('int8')].")
     backends = (backends,) if isinstance(backends, str) else tuple(backends)
@@ -61,7 +61,6 @@ def _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds=1) ->
     if bad or not backends:
         raise SweepError(f"backends {list(backends)}: each must be one of {BACKENDS}.")
     if "tensorrt" in backends:
-
         problem = tensorrt_status()
         if problem:
             raise SweepError(f"backend 'tensorrt' asked for but cannot run here: {problem}")
@@ -78,7 +77,6 @@ def _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds=1) ->
 
 
 def _eval_inputs(eval_data, input_names: Sequence[str]) -> dict[str, np.ndarray]:
-
     inputs, _labels, _source = load_labelled(eval_data, input_names)
     return inputs
 
@@ -107,6 +105,7 @@ def measure_variant(
     rounds: int = 1,
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
+    metric=None,
 ) -> dict:
     """Evaluate and benchmark one variant on one backend; return its results row.
 
@@ -125,6 +124,8 @@ def measure_variant(
         rounds: Benchmark each batch size this many times and keep the run with the lowest
             median (on a shared machine other work only ever adds time).
         atol, rtol: Tolerances of the outputs' Polygraphy verdict (``outputs[...]["passed"]``).
+        metric: The :mod:`~workbench.analysis.metrics` metric of the row's ``metric``,
+            ``metric_value`` and ``metric_unit`` columns (None: top1 with labels, else agreement).
 
     Returns:
         A :func:`~workbench.tables.results.make_row` row with extra columns ``accuracy_on``,
@@ -132,35 +133,14 @@ def measure_variant(
         ``tolerance`` (the atol/rtol of the verdicts) and ``evaluation_data`` (the data's path,
         when it is a file).
     """
-
-    record = variant.record
-    if backend == "onnxruntime":
-        accuracy_path = variant.ort_path
-        latency_path = variant.path if variant.runs_on_ort_cpu else variant.ort_path
-        options: dict[str, Any] = dict(variant.ort_session_options)
-        if threads is not None:
-            options["intra_op_num_threads"] = int(threads)
-    else:
-        accuracy_path = latency_path = variant.path
-        options = {}
+    accuracy_path, latency_path, options = _where_it_runs(variant, backend, threads)
     evaluation = evaluate(accuracy_path, eval_data, reference=reference, backend=backend,
-                          backend_options=options or None, atol=atol, rtol=rtol)
+                          backend_options=options or None, atol=atol, rtol=rtol, metric=metric)
     engine = get_backend(backend).build(latency_path, options or None)
-    latency, first = {}, None
-    for size in batch_sizes:
-        feed = _batch(inputs, size)
-        result = min((engine.benchmark(feed, iterations=iterations, warmup=warmup) for _ in range(max(1, int(rounds)))),
-                     key=lambda r: r.median_ms)
-        first = first or result
-        latency[str(size)] = {k: float(getattr(result, k)) for k in ("median_ms", "p90_ms", "p99_ms", "throughput")}
+    latency, first = _benchmark(engine, inputs, batch_sizes, iterations=iterations, warmup=warmup, rounds=rounds)
+    record = variant.record
     calib = record.get("calibration") or {}
     tool = record.get("tool") or {}
-    notes = []
-    if latency_path != variant.path:
-        notes.append(f"ORT CPU cannot run {variant.precision} here: latency and accuracy on its FP32 emulation "
-                     "(the precision's rounding, not its speed)")
-    elif accuracy_path != variant.path:
-        notes.append(f"accuracy on the emulation (ORT CPU computes {variant.precision} ops in FP32)")
     return make_row(
         model=model_name,
         variant=_label(variant.recipe),
@@ -178,10 +158,65 @@ def measure_variant(
         tool=f"{tool.get('name')} {tool.get('version') or ''}".strip(),
         calibration_samples=calib.get("num_samples") if variant.recipe.needs_calibration else None,
         latency=latency,
-        notes="; ".join(notes) or None,
+        notes=_emulation_note(variant, accuracy_path, latency_path),
         tolerance={"atol": float(atol), "rtol": float(rtol)},
         evaluation_data=str(Path(eval_data).expanduser().resolve()) if isinstance(eval_data, (str, Path)) else None,
     )
+
+
+def _where_it_runs(variant, backend: str, threads: int | None) -> tuple[Path, Path, dict[str, Any]]:
+    """Which file stands for the variant on ``backend``, for accuracy and for latency.
+
+    Args:
+        variant: The variant.
+        backend: ``"onnxruntime"`` (the variant, or its emulation where ORT's CPU provider
+            cannot run it in its own precision) or ``"tensorrt"`` (always the variant).
+        threads: ORT ``intra_op_num_threads`` (None: ORT's default).
+
+    Returns:
+        ``(accuracy_path, latency_path, options)``: the files, and the backend's build options.
+    """
+    if backend != "onnxruntime":
+        return variant.path, variant.path, {}
+    latency_path = variant.path if variant.runs_on_ort_cpu else variant.ort_path
+    options: dict[str, Any] = dict(variant.ort_session_options)
+    if threads is not None:
+        options["intra_op_num_threads"] = int(threads)
+    return variant.ort_path, latency_path, options
+
+
+def _benchmark(engine, inputs: Mapping[str, np.ndarray], batch_sizes: Sequence[int], *, iterations: int,
+               warmup: int, rounds: int) -> tuple[dict, Any]:
+    """Benchmark ``engine`` at each batch size, keeping the round with the lowest median.
+
+    Args:
+        engine: A built engine (``benchmark(feed, iterations=, warmup=)``).
+        inputs: Input name -> samples to cut the batches from.
+        batch_sizes: The batch sizes, the first one's result returned apart.
+        iterations, warmup, rounds: As :func:`measure_variant` takes them.
+
+    Returns:
+        ``(latency, first)``: batch size (str) -> median/p90/p99 ms and throughput, and the
+        first batch size's benchmark result.
+    """
+    latency, first = {}, None
+    for size in batch_sizes:
+        feed = _batch(inputs, size)
+        result = min((engine.benchmark(feed, iterations=iterations, warmup=warmup) for _ in range(max(1, int(rounds)))),
+                     key=lambda r: r.median_ms)
+        first = first or result
+        latency[str(size)] = {k: float(getattr(result, k)) for k in ("median_ms", "p90_ms", "p99_ms", "throughput")}
+    return latency, first
+
+
+def _emulation_note(variant, accuracy_path: Path, latency_path: Path) -> str | None:
+    """The row's ``notes``: what stood in for the variant, or None when it ran itself."""
+    if latency_path != variant.path:
+        return (f"ORT CPU cannot run {variant.precision} here: latency and accuracy on its FP32 emulation "
+                "(the precision's rounding, not its speed)")
+    if accuracy_path != variant.path:
+        return f"accuracy on the emulation (ORT CPU computes {variant.precision} ops in FP32)"
+    return None
 
 
 def _label(recipe) -> str:
@@ -211,6 +246,7 @@ def measure_variants(
     remeasure: bool = False,
     workspace=None,
     progress: bool = True,
+    metric=None,
 ) -> list[dict]:
     """Make, evaluate and benchmark every recipe's variant of ``model``: one results row each.
 
@@ -235,6 +271,9 @@ def measure_variants(
             re-running a notebook does not duplicate rows; True measures and adds it anyway.
         workspace: Folder for the variants (default: the workspace's ``variants``).
         progress: Show a progress bar over the grid.
+        metric: The metric of every row's ``metric``/``metric_value``/``metric_unit`` columns
+            (``top1``, ``agreement``, ``cosine``, ``sqnr``, ``psnr``, ``python:module:function``;
+            None: top1 with labels, else agreement).
 
     Returns:
         The rows, in recipe order then backend order; each has an ``id`` when it is in ``table``.
@@ -243,55 +282,58 @@ def measure_variants(
         SweepError: Invalid arguments (no recipes, unknown backend, TensorRT unavailable...).
         VariantError, RecipeError, InputDataError: From making or evaluating a variant.
     """
-
     recipes, backends, batch_sizes = _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds)
+    _check_data(recipes, calib, eval_data)
+    model_path = Path(getattr(model, "path", model))
+    name = model_name or model_path.stem
+    loaded = load_model(model_path)
+    inputs = _eval_inputs(eval_data, [i["name"] for i in loaded.summary.inputs])
+    measured = _measured_rows(table, batch_sizes) if table is not None and not remeasure else {}
+    bench = dict(batch_sizes=batch_sizes, iterations=iterations, warmup=warmup, threads=threads, rounds=rounds,
+                 metric=metric)
+    rows = []
+    with resolve_progress(progress).task(f"measure {name}", len(recipes) * len(backends), unit="variant") as task:
+        for recipe in recipes:
+            task.update(0, message=_label(recipe))
+            uses_calib = recipe.needs_calibration or recipe.precision == "fp16"  # fp16: range safeguard
+            variant = make_variant(loaded, recipe, calib if uses_calib else None, workspace=workspace, progress=False)
+            for backend in backends:
+                row = measured.get((str(variant.path), backend))
+                if row is None:
+                    row = measure_variant(variant, name, model_path, eval_data, inputs, backend=backend, **bench)
+                    if table is not None:
+                        row["id"] = table.add(row)
+                rows.append(row)
+                task.update(1)
+    return rows
+
+
+def _check_data(recipes, calib, eval_data) -> None:
+    """Refuse a sweep without evaluation data, or without calibration data its recipes need.
+
+    Raises:
+        SweepError: Naming the missing data and what to pass.
+    """
     if eval_data is None:
         raise SweepError("eval_data is required: labelled data (an .npz with the model inputs and 'labels') "
                          "to score each variant on.")
     if any(r.needs_calibration for r in recipes) and calib is None:
         raise SweepError("int8/fp8 recipes need calibration data: pass calib= (an .npz path or a CalibrationSet).")
-    model_path = Path(getattr(model, "path", model))
-    name = model_name or model_path.stem
 
-    loaded = load_model(model_path)
-    inputs = _eval_inputs(eval_data, [i["name"] for i in loaded.summary.inputs])
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(recipes) * len(backends), desc=f"measure {name}", unit="variant")
-    measured = {}
-    if table is not None and not remeasure:
-        wanted = sorted(str(b) for b in batch_sizes)
-        for row in table.load():
-            if sorted(row.get("latency") or {}) == wanted:
-                measured[(row.get("variant_path"), row.get("backend"))] = row
-    rows = []
-    try:
-        for recipe in recipes:
-            if bar is not None:
-                bar.set_postfix_str(_label(recipe))
-            uses_calib = recipe.needs_calibration or recipe.precision == "fp16"  # fp16: range safeguard
-            variant = make_variant(loaded, recipe, calib if uses_calib else None,
-                                   workspace=workspace, progress=False)
-            for backend in backends:
-                if (str(variant.path), backend) in measured:
-                    rows.append(measured[(str(variant.path), backend)])
-                    if bar is not None:
-                        bar.update(1)
-                    continue
-                row = measure_variant(variant, name, model_path, eval_data, inputs, backend=backend,
-                                      batch_sizes=batch_sizes, iterations=iterations, warmup=warmup,
-                                      threads=threads, rounds=rounds)
-                if table is not None:
-                    row["id"] = table.add(row)
-                rows.append(row)
-                if bar is not None:
-                    bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    return rows
+def _measured_rows(table, batch_sizes: Sequence[int]) -> dict[tuple, dict]:
+    """Rows already in ``table`` measured at exactly these batch sizes, to reuse instead of re-measuring.
+
+    Args:
+        table: The :class:`~workbench.tables.results.ResultsTable`.
+        batch_sizes: The sweep's batch sizes (order does not matter).
+
+    Returns:
+        ``(variant file, backend) -> row`` (the last such row when there are several).
+    """
+    wanted = sorted(str(b) for b in batch_sizes)
+    return {(row.get("variant_path"), row.get("backend")): row
+            for row in table.load() if sorted(row.get("latency") or {}) == wanted}
 
 
 def rows_frame(rows: Sequence[Mapping[str, Any]], batch_sizes: Sequence[int] | None = None):
@@ -320,6 +362,8 @@ def rows_frame(rows: Sequence[Mapping[str, Any]], batch_sizes: Sequence[int] | N
             "top1": row.get("top1"),
             "top1_agreement": row.get("top1_agreement"),
             "min_sqnr_db": row.get("min_sqnr_db"),
+            "metric": row.get("metric"),
+            "metric_value": row.get("metric_value"),
         }
         for size in batch_sizes:
             entry[f"median_ms@b{size}"] = ((row.get("latency") or {}).get(str(size)) or {}).get("median_ms")
@@ -405,7 +449,7 @@ def op_changes(model, variants):
     return frame[frame.nunique(axis=1) > 1].sort_index()
 
 
-def accuracy_table(variants, eval_data, reference, *, progress: bool = False):
+def accuracy_table(variants, eval_data, reference, *, progress: bool = False, metric=None):
     """Evaluate each variant on labelled data against the FP32 reference, on ORT CPU.
 
     Each variant runs as :func:`measure_variant` runs it: ``variant.ort_path`` (the variant or
@@ -416,18 +460,21 @@ def accuracy_table(variants, eval_data, reference, *, progress: bool = False):
         eval_data: An ``.npz`` with the model inputs and ``labels`` (or ``(inputs, labels)``).
         reference: The FP32 model (path) to compare outputs with.
         progress: Show a progress bar per evaluation.
+        metric: The metric of the ``metric``/``metric_value``/``metric_unit``/``passed``
+            columns (None: top1 with labels, else agreement).
 
     Returns:
         A DataFrame: top-1, top-5, top-1 agreement with the reference, worst cosine similarity,
-        lowest SQNR (dB), max abs error, and what ran (variant or emulation).
+        lowest SQNR (dB), max abs error, the metric, its value and unit, whether it passed its
+        default target, and what ran (variant or emulation).
     """
     import pandas as pd
-
 
     rows = []
     for label, variant in _variants_dict(variants).items():
         result = evaluate(variant.ort_path, eval_data, reference=reference,
-                          backend_options=variant.ort_session_options or None, progress=progress)
+                          backend_options=variant.ort_session_options or None, progress=progress, metric=metric)
+        scored = result.metric
         rows.append({
             "variant": label,
             "top1": result.top1,
@@ -436,6 +483,10 @@ def accuracy_table(variants, eval_data, reference, *, progress: bool = False):
             "min_cosine": result.min_cosine,
             "min_sqnr_db": result.min_sqnr_db,
             "max_abs_error": max((o.max_abs_error for o in result.outputs.values()), default=None),
+            "metric": None if scored is None else scored.name,
+            "metric_value": None if scored is None else scored.value,
+            "metric_unit": None if scored is None else scored.unit,
+            "passed": result.passed,
             "ran": variant.accuracy_on,
         })
     return pd.DataFrame(rows)

@@ -81,9 +81,12 @@ TRT_RUNTIME_NAMES_USED = (
     "nptype",
 )
 
-# module function), each present in both TensorRT 10.16 and 11.1.
+# Every TensorRT name used by the build side (recipe, shapes, cache, trtexec, progress, log,
+# build) and the runtime side (runtime, engine_io, execution, timing): Class, Class.member,
+# Enum.VALUE or a module function, each present in both TensorRT 10.16 and 11.1.
 TRT_NAMES_USED = tuple(sorted(set(TRT_BUILD_NAMES_USED) | set(TRT_RUNTIME_NAMES_USED)))
 
+# Names present in only one supported major version, each used only inside an
 # ``if trt_major() >= N`` / ``< N`` branch: name -> the major version ("10" or "11") that has
 # it. The test checks each exists in that version's list. None is needed today: strongly typed
 # networks and the name-based I/O API are the same in 10.x and 11.x.

@@ -1,27 +1,33 @@
 """The TensorRT backend: load engines, run and time them, show their layers and per-layer times.
 
-Pure parts, tested on real trtexec outputs without TensorRT:
+:class:`TensorRTEngine` coordinates; the work is done by its parts, each tested without TensorRT
+where it is pure:
 
-* :class:`LayerTimeRecorder` and :func:`profile_document`: per-layer times as
-  ``IProfiler.report_layer_time`` delivers them (one call per layer per inference), aggregated
-  into trtexec's ``--exportProfile`` document, so the live profile goes through the same
-  :func:`~workbench.backends.tensorrt.trt_json.import_trt` as trtexec's files.
-* :func:`trace_record`, :func:`summarize_trace`, :func:`benchmark_result`: per-inference CUDA
-  event times in trtexec's ``--exportTimes`` shape, summarised the way trtexec prints its
-  performance summary (warm-up exclusion, throughput over wall time, nearest-rank percentiles).
-* :func:`check_input_shape`, :func:`inputs_for_engine`: inputs checked against the engine's
-  optimization profile, or made up from it.
+* :mod:`~workbench.backends.tensorrt.engine_io`: the engine's I/O tensors and the checks on
+  inputs (:func:`check_input_shape`, :func:`~workbench.backends.tensorrt.engine_io.prepare_feed`),
+  inputs made up from the engine's profile (:func:`inputs_for_engine`).
+* :mod:`~workbench.backends.tensorrt.execution`: pycuda buffers, the one stream (pinned host
+  memory, device buffers, CUDA events; optionally a CUDA graph), the benchmark and the
+  profiling loops.
+* :mod:`~workbench.backends.tensorrt.timing`: :class:`LayerTimeRecorder` and
+  :func:`profile_document` (``IProfiler.report_layer_time`` calls aggregated into trtexec's
+  ``--exportProfile`` document, read by the same
+  :func:`~workbench.backends.tensorrt.trt_json.import_trt` as trtexec's files);
+  :func:`trace_record`, :func:`benchmark_result` (per-inference CUDA event times in trtexec's
+  ``--exportTimes`` shape, summarised the way trtexec prints its performance summary).
 
-The TensorRT layer (:class:`TensorRTBackend`, :func:`load_engine`, :class:`TensorRTEngine`) uses
-TensorRT 10/11's name-based I/O (``num_io_tensors``, ``get_tensor_name``, ``set_input_shape``,
-``set_tensor_address``, ``execute_async_v3``) and pycuda (pinned host memory, device buffers,
-one stream, CUDA events; optionally a CUDA graph). ``tensorrt`` and ``pycuda`` are imported
-inside functions only: importing this module never needs them.
+The TensorRT layer (:class:`TensorRTBackend`, :func:`load_engine`, :class:`TensorRTEngine` and
+the modules above) uses TensorRT 10/11's name-based I/O (``num_io_tensors``,
+``get_tensor_name``, ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``).
+``tensorrt`` and ``pycuda`` are imported inside functions only: importing this module never
+needs them.
 
-Every TensorRT name used here and in :mod:`workbench.backends.tensorrt.build` is listed in
-:data:`TRT_NAMES_USED`; ``tests/test_trt_api_names.py`` finds them in the source (AST) and
-checks them against the TensorRT 10.16 and 11.1 API name lists. A name that exists in only one
-of them may be used only behind a version check, listed in :data:`VERSION_GUARDED`.
+Every TensorRT name used on the runtime side is listed in
+:data:`~workbench.backends.tensorrt.api_names.TRT_RUNTIME_NAMES_USED`;
+``tests/test_trt_api_names.py`` finds them in the source (AST) and checks them against the
+TensorRT 10.16 and 11.1 API name lists. A name that exists in only one of them may be used only
+behind a version check (:func:`trt_major`), listed in
+:data:`~workbench.backends.tensorrt.api_names.VERSION_GUARDED`.
 """
 
 from __future__ import annotations
@@ -29,9 +35,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -42,7 +47,6 @@ from workbench.backends.tensorrt.build import (
     BuildLog,
     BuildRecipe,
     Platform,
-    ShapeRange,
     build_engine,
     capture_log,
     check_compatible,
@@ -51,31 +55,53 @@ from workbench.backends.tensorrt.build import (
     trt_logger,
 )
 from workbench.backends.tensorrt.cache import EngineIncompatible, metadata_path_for
-from workbench.backends.tensorrt.shapes import profile_from_dict
+from workbench.backends.tensorrt.engine_io import (
+    InputShapeError,
+    batch_size_of,
+    check_input_shape,
+    inputs_for_engine,
+    prepare_feed,
+    random_inputs,
+    read_engine_io,
+)
+from workbench.backends.tensorrt.execution import (
+    EngineStream,
+    IOBuffers,
+    cuda_driver,
+    record_layer_times,
+    time_inferences,
+)
+from workbench.backends.tensorrt.shapes import ShapeRange
 from workbench.backends.tensorrt.timing import (
     SOURCE,
     LayerTimeRecorder,
-    _profiler_class,
     benchmark_result,
     profile_document,
     trace_record,
 )
 from workbench.backends.tensorrt.trt_json import import_trt
-from workbench.datasets.arrays import synthetic_inputs
-from workbench.errors import WorkbenchError
 from workbench.tables.engine_table import make_layer_table
 
 if TYPE_CHECKING:  # names for annotations only; tensorrt is imported inside functions
     import tensorrt as trt
 
-
-# TensorRT names the runtime side uses (the build side lists its own in trt_build).
-# Every TensorRT name used by trt_build and this module (Class, Class.member, Enum.VALUE or a
-# Names present in only one supported major version, each used only inside an
-
-
-class InputShapeError(WorkbenchError, ValueError):
-    """Inputs that do not fit the engine; the message names the input and the fix."""
+__all__ = [
+    "TensorRTBackend",
+    "TensorRTEngine",
+    "load_engine",
+    "trt_major",
+    "onnx_node_names",
+    "as_live_table",
+    # re-exported from their homes (engine_io, timing)
+    "InputShapeError",
+    "check_input_shape",
+    "inputs_for_engine",
+    "LayerTimeRecorder",
+    "benchmark_result",
+    "profile_document",
+    "trace_record",
+    "SOURCE",
+]
 
 
 def trt_major() -> int:
@@ -86,69 +112,7 @@ def trt_major() -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# Per-layer profile (IProfiler)
-
-
-# --------------------------------------------------------------------------------------------
-# Timing (CUDA events -> trtexec's records and summary)
-
-
-# --------------------------------------------------------------------------------------------
-# Inputs versus the engine's profile
-
-
-def check_input_shape(name: str, shape: Sequence[int], shape_range: ShapeRange | None, fixed_shape: Sequence[int] | None = None) -> None:
-    """Refuse an input shape the engine cannot run, naming the input and the fix.
-
-    Args:
-        name: The input.
-        shape: The data's shape.
-        shape_range: The engine's min/opt/max for it; None for a static input.
-        fixed_shape: The static input's shape (when ``shape_range`` is None).
-
-    Raises:
-        InputShapeError: Wrong rank, a fixed dimension that differs, or a size outside the
-            profile's [min, max].
-    """
-    shape = [int(d) for d in shape]
-    if shape_range is None:
-        if fixed_shape is not None and list(fixed_shape) != shape:
-            raise InputShapeError(f"input {name!r} has shape {shape}; the engine takes exactly {list(fixed_shape)}")
-        return
-    if len(shape) != len(shape_range.min):
-        raise InputShapeError(f"input {name!r} has rank {len(shape)} ({shape}); the engine expects rank {len(shape_range.min)}")
-    for i, (lo, d, hi) in enumerate(zip(shape_range.min, shape, shape_range.max)):
-        if not lo <= d <= hi:
-            what = "batch" if i == 0 else f"dimension {i}"
-            raise InputShapeError(
-                f"input {name!r} {what} {d} is outside the engine's profile ({lo} to {hi}; "
-                f"shape {shape}): rebuild the engine with a range that covers it "
-                "(recipe 'max_batch' or 'shapes'), or feed fewer samples per inference"
-            )
-
-
-def inputs_for_engine(metadata: Mapping, *, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random inputs the engine accepts: the profile's opt shapes (batch replaced if given).
-
-    Args:
-        metadata: The engine's metadata (``inputs`` and ``profile``).
-        batch: Samples per inference (replaces a dynamic first dimension).
-        seed: Random seed.
-
-    Returns:
-        Input name -> array.
-    """
-
-    profile = profile_from_dict(metadata.get("profile") or {})
-    specs = []
-    for spec in metadata["inputs"]:
-        shape = list(spec["shape"])
-        if spec["name"] in profile:
-            shape = list(profile[spec["name"]].opt)
-            if batch is not None and not isinstance(spec["shape"][0], int):
-                shape[0] = int(batch)
-        specs.append({**spec, "shape": shape})
-    return synthetic_inputs(specs, batch=batch or 1, seed=seed)
+# The live layer table
 
 
 def onnx_node_names(model_path) -> list[str] | None:
@@ -219,29 +183,6 @@ class TensorRTBackend(Backend):
         return load_engine(result.engine_path)
 
 
-_PRIMARY_CONTEXT = None
-
-
-def _cuda():
-    """pycuda's driver, with GPU 0's primary context current.
-
-    TensorRT works through the CUDA runtime, which uses the device's primary context; pycuda's
-    buffers, streams and events must live in the same context, so pycuda retains and pushes the
-    primary context rather than creating its own (as ``pycuda.autoinit`` would).
-    """
-    global _PRIMARY_CONTEXT
-    import pycuda.driver as cuda
-
-    if _PRIMARY_CONTEXT is None:
-        import atexit
-
-        cuda.init()
-        _PRIMARY_CONTEXT = cuda.Device(0).retain_primary_context()
-        _PRIMARY_CONTEXT.push()
-        atexit.register(_PRIMARY_CONTEXT.pop)
-    return cuda
-
-
 def load_engine(path, *, log_severity: str = "WARNING") -> "TensorRTEngine":
     """Load a saved engine, refusing one built for another TensorRT version or GPU.
 
@@ -272,7 +213,7 @@ def load_engine(path, *, log_severity: str = "WARNING") -> "TensorRTEngine":
     platform = current_platform()
     if metadata:
         check_compatible(metadata, platform, engine_path=path)
-    _cuda()  # make the context current before TensorRT allocates the engine's memory
+    cuda_driver()  # make the context current before TensorRT allocates the engine's memory
     import tensorrt as trt
 
     log = BuildLog(log_severity)
@@ -291,81 +232,66 @@ def load_engine(path, *, log_severity: str = "WARNING") -> "TensorRTEngine":
     return TensorRTEngine(engine, metadata, path, platform, runtime, log)
 
 
-class _Bindings:
-    """Pinned host buffers and device buffers of one execution context, for one set of input
-    shapes, with the tensor addresses set."""
-
-    def __init__(self, engine: "TensorRTEngine", context: trt.IExecutionContext, shapes: Mapping[str, tuple]):
-        import tensorrt as trt
-
-        cuda = _cuda()
-        self.shapes = dict(shapes)
-        self.host: dict[str, np.ndarray] = {}
-        self.device: dict[str, Any] = {}
-        for name in engine.input_names:
-            if not context.set_input_shape(name, self.shapes[name]):
-                raise InputShapeError(f"TensorRT refused shape {list(self.shapes[name])} for input {name!r}")
-        for name in engine.input_names + engine.output_names:
-            shape = tuple(context.get_tensor_shape(name))
-            if any(d < 0 for d in shape):
-                raise InputShapeError(
-                    f"tensor {name!r} has a data-dependent shape {list(shape)}; this backend needs "
-                    "output shapes known from the input shapes"
-                )
-            dtype = np.dtype(trt.nptype(engine.dtypes[name]))
-            self.host[name] = cuda.pagelocked_empty(shape, dtype)
-            self.device[name] = cuda.mem_alloc(max(self.host[name].nbytes, 1))
-            context.set_tensor_address(name, int(self.device[name]))
-        self.graph = None  # pycuda GraphExec once captured
-
-
 class TensorRTEngine(Engine):
     """A deserialized TensorRT engine with an execution context, a stream and buffers.
+
+    A thin coordinator: the I/O description and input checks are
+    :mod:`~workbench.backends.tensorrt.engine_io`'s, the buffers, stream and loops
+    :mod:`~workbench.backends.tensorrt.execution`'s.
 
     Attributes:
         path: The engine file.
         metadata: Its metadata (empty for engines built elsewhere without one).
         platform: This machine's TensorRT version and GPU.
-        input_names, output_names: I/O tensor names, in engine order.
-        profile: Min/opt/max per dynamic input (from the engine).
+        io: The I/O tensors (:class:`~workbench.backends.tensorrt.engine_io.EngineIO`);
+            ``input_names``, ``output_names``, ``dtypes``, ``fixed_shapes`` and
+            ``shape_profile`` (min/opt/max per dynamic input) read through to it.
         load_log: TensorRT's messages while loading.
+        last_trace: The per-inference records of the last :meth:`benchmark`.
     """
 
     backend = SOURCE
 
     def __init__(self, engine: trt.ICudaEngine, metadata: Mapping, path: Path, platform: Platform, runtime, load_log: BuildLog):
-        import tensorrt as trt
-
         self._engine: trt.ICudaEngine = engine
         self._runtime = runtime  # the engine must not outlive its runtime
         self.metadata = dict(metadata)
         self.path = Path(path)
         self.platform = platform
         self.load_log = load_log
-        self.input_names: list[str] = []
-        self.output_names: list[str] = []
-        self.dtypes: dict[str, Any] = {}
-        self.fixed_shapes: dict[str, tuple] = {}
-        self.profile: dict[str, ShapeRange] = {}
-        for index in range(self._engine.num_io_tensors):
-            name = self._engine.get_tensor_name(index)
-            if self._engine.is_shape_inference_io(name):
-                raise InputShapeError(f"tensor {name!r} is a shape tensor; this backend runs execution tensors only")
-            is_input = self._engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-            (self.input_names if is_input else self.output_names).append(name)
-            self.dtypes[name] = self._engine.get_tensor_dtype(name)
-            shape = tuple(self._engine.get_tensor_shape(name))
-            if is_input and any(d < 0 for d in shape):
-                lo, opt, hi = (tuple(s) for s in self._engine.get_tensor_profile_shape(name, 0))
-                self.profile[name] = ShapeRange(lo, opt, hi)
-            elif is_input:
-                self.fixed_shapes[name] = shape
+        self.io = read_engine_io(self._engine)
         self._context: trt.IExecutionContext = self._engine.create_execution_context()
-        self._bindings: _Bindings | None = None
-        self._stream = None
+        self._buffers: IOBuffers | None = None
+        self._stream = EngineStream()
         self.last_trace: list[dict] = []
 
-    # -- inputs and buffers --------------------------------------------------------------
+    # -- I/O tensors -----------------------------------------------------------------------
+
+    @property
+    def input_names(self) -> list[str]:
+        return self.io.input_names
+
+    @property
+    def output_names(self) -> list[str]:
+        return self.io.output_names
+
+    @property
+    def dtypes(self) -> dict[str, Any]:
+        return self.io.dtypes
+
+    @property
+    def fixed_shapes(self) -> dict[str, tuple]:
+        return self.io.fixed_shapes
+
+    @property
+    def shape_profile(self) -> dict[str, ShapeRange]:
+        """Min/opt/max per dynamic input (named apart from :meth:`profile`, the per-layer times)."""
+        return self.io.shape_profile
+
+    @property
+    def stream(self):
+        """The engine's pycuda stream."""
+        return self._stream.stream
 
     def feed(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Check inputs against the engine and convert them to its dtypes (contiguous).
@@ -374,80 +300,24 @@ class TensorRTEngine(Engine):
             KeyError: A missing input. InputShapeError: a shape the engine cannot run.
             ValueError: Unknown input names.
         """
-        import tensorrt as trt
+        return prepare_feed(self.io, inputs, self.io.numpy_dtype)
 
-        unknown = sorted(set(inputs) - set(self.input_names))
-        if unknown:
-            raise ValueError(f"unknown input name(s) {unknown}; engine inputs: {self.input_names}")
-        feed = {}
-        for name in self.input_names:
-            if name not in inputs:
-                raise KeyError(f"missing input {name!r}; engine inputs: {self.input_names}")
-            array = np.ascontiguousarray(inputs[name], dtype=np.dtype(trt.nptype(self.dtypes[name])))
-            check_input_shape(name, array.shape, self.profile.get(name), self.fixed_shapes.get(name))
-            feed[name] = array
-        return feed
-
-    def _bind(self, feed: Mapping[str, np.ndarray]) -> _Bindings:
+    def _bind(self, feed: Mapping[str, np.ndarray]) -> IOBuffers:
+        """The main context's buffers for these input shapes (reused while they stay the same),
+        with the inputs copied in."""
         shapes = {name: tuple(array.shape) for name, array in feed.items()}
-        if self._bindings is None or self._bindings.shapes != shapes:
-            self._bindings = _Bindings(self, self._context, shapes)
-        for name, array in feed.items():
-            np.copyto(self._bindings.host[name], array)
-        return self._bindings
+        if self._buffers is None or self._buffers.shapes != shapes:
+            self._buffers = IOBuffers(self.io, self._context, shapes)
+        self._buffers.copy_in(feed)
+        return self._buffers
 
-    @property
-    def stream(self):
-        if self._stream is None:
-            self._stream = _cuda().Stream()
-        return self._stream
+    def synthetic_inputs(self, *, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
+        """Random inputs at the profile's opt shapes (``batch`` replacing the first dimension)."""
+        if self.metadata.get("inputs"):
+            return inputs_for_engine(self.metadata, batch=batch, seed=seed)
+        return random_inputs(self.io, self.io.numpy_dtype, batch=batch, seed=seed)
 
-    def _enqueue(self, context: trt.IExecutionContext) -> None:
-        if not context.execute_async_v3(self.stream.handle):
-            raise RuntimeError("TensorRT's execute_async_v3 failed; see the TensorRT log for the reason")
-
-    def _infer(self, bindings: _Bindings, events=None, use_graph: bool = False) -> tuple[float, float]:
-        """One inference on the stream: H2D copies, compute, D2H copies, then synchronize.
-
-        Returns:
-            Host perf_counter seconds around the enqueue call.
-        """
-        cuda = _cuda()
-        stream = self.stream
-        if events:
-            events[0].record(stream)
-        for name in self.input_names:
-            cuda.memcpy_htod_async(bindings.device[name], bindings.host[name], stream)
-        if events:
-            events[1].record(stream)
-        enqueue_start = time.perf_counter()
-        if use_graph:
-            bindings.graph.launch(stream)
-        else:
-            self._enqueue(self._context)
-        enqueue_end = time.perf_counter()
-        if events:
-            events[2].record(stream)
-        for name in self.output_names:
-            cuda.memcpy_dtoh_async(bindings.host[name], bindings.device[name], stream)
-        if events:
-            events[3].record(stream)
-        stream.synchronize()
-        return enqueue_start, enqueue_end
-
-    def _capture_graph(self, bindings: _Bindings) -> None:
-        """Capture the enqueue into a CUDA graph (after one plain inference, which TensorRT
-        needs to finish its shape-dependent setup before capture)."""
-        stream = self.stream
-        if not hasattr(stream, "begin_capture"):
-            raise BackendUnavailable("this pycuda has no CUDA graph support; install pycuda>=2022.1 or time without cuda_graph")
-        self._infer(bindings)
-        stream.begin_capture()
-        self._enqueue(self._context)
-        graph = stream.end_capture()
-        bindings.graph = graph.instantiate()
-
-    # -- Engine interface ----------------------------------------------------------------
+    # -- Engine interface ------------------------------------------------------------------
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Run one inference.
@@ -458,9 +328,9 @@ class TensorRTEngine(Engine):
         Returns:
             Output name -> array (copies).
         """
-        bindings = self._bind(self.feed(inputs))
-        self._infer(bindings)
-        return {name: bindings.host[name].copy() for name in self.output_names}
+        buffers = self._bind(self.feed(inputs))
+        self._stream.infer(self._context, buffers)
+        return {name: buffers.host[name].copy() for name in self.output_names}
 
     def benchmark(
         self,
@@ -491,52 +361,19 @@ class TensorRTEngine(Engine):
         """
         if int(iterations) < 1 and duration_s is None:
             raise ValueError("iterations must be >= 1 (or give duration_s)")
-        cuda = _cuda()
         feed = self.feed(inputs)
-        bindings = self._bind(feed)
-        if cuda_graph and bindings.graph is None:
-            self._capture_graph(bindings)
-        for _ in range(max(0, int(warmup))):
-            self._infer(bindings, use_graph=cuda_graph)
-        base = cuda.Event()
-        base.record(self.stream)
-        host_base = time.perf_counter()
-        events = [cuda.Event() for _ in range(4)]
-        records = []
-        started = time.monotonic()
-        while len(records) < int(iterations) or (duration_s is not None and time.monotonic() - started < duration_s):
-            enqueue_start, enqueue_end = self._infer(bindings, events, use_graph=cuda_graph)
-            h2d_start, h2d_end, compute_end, d2h_end = (e.time_since(base) for e in events)
-            records.append(trace_record(
-                h2d_start, h2d_end, h2d_end, compute_end, compute_end, d2h_end,
-                1000.0 * (enqueue_start - host_base), 1000.0 * (enqueue_end - host_base),
-            ))
+        records = time_inferences(
+            self._stream, self._context, self._bind(feed),
+            iterations=iterations, warmup=warmup, duration_s=duration_s, cuda_graph=cuda_graph,
+        )
         self.last_trace = records
-        batch = int(feed[self.input_names[0]].shape[0]) if self.input_names and feed[self.input_names[0]].ndim else 1
-        return benchmark_result(records, batch_size=batch, warmup=max(0, int(warmup)), settings=self._settings(
+        settings = self._settings(
             iterations=int(iterations), duration_s=duration_s, cuda_graph=bool(cuda_graph),
             input_shapes={n: list(a.shape) for n, a in feed.items()},
             timing="CUDA events per stage; one inference at a time (synchronized)",
-        ))
-
-    def _settings(self, **extra) -> dict:
-        return {
-            "engine": str(self.path),
-            "tensorrt_version": self.platform.tensorrt_version,
-            "gpu": self.platform.gpu_name,
-            "compute_capability": self.platform.compute_capability,
-            "recipe": (self.metadata.get("recipe") or {}).get("name"),
-            **extra,
-        }
-
-    def inspector_json(self) -> dict:
-        """The engine inspector's layer information (detailed if the engine was built so)."""
-        import tensorrt as trt
-
-        inspector: trt.EngineInspector = self._engine.create_engine_inspector()
-        if self._bindings is not None:  # with shapes set, dynamic dimensions are concrete
-            inspector.execution_context = self._context
-        return json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+        )
+        batch = batch_size_of(feed, self.input_names)
+        return benchmark_result(records, batch_size=batch, warmup=max(0, int(warmup)), settings=settings)
 
     def layers(self) -> pd.DataFrame:
         """The layer table from the engine inspector, through :func:`import_trt`.
@@ -563,51 +400,39 @@ class TensorRTEngine(Engine):
             The layer table with ``time_ms`` (mean per inference), ``median_ms`` and ``share``;
             ``attrs["profile"]`` holds the trtexec-shaped profile document.
         """
-
         if iterations < 1:
             raise ValueError("iterations must be >= 1")
         feed = self.feed(inputs)
-        recorder = LayerTimeRecorder()
-        context: trt.IExecutionContext = self._engine.create_execution_context()
-        profiler = _profiler_class()(recorder)  # kept referenced while the context uses it
-        context.profiler = profiler
-        bindings = _Bindings(self, context, {n: tuple(a.shape) for n, a in feed.items()})
-        for name, array in feed.items():
-            np.copyto(bindings.host[name], array)
-        cuda = _cuda()
-        for index in range(max(0, int(warmup)) + int(iterations)):
-            if index >= max(0, int(warmup)):
-                recorder.begin_run()
-            for name in self.input_names:
-                cuda.memcpy_htod_async(bindings.device[name], bindings.host[name], self.stream)
-            self._enqueue(context)
-            self.stream.synchronize()
-        recorder.stop()
-        document = profile_document(recorder.runs)
+        runs = record_layer_times(self._engine, self.io, self._stream, feed, iterations=iterations, warmup=warmup)
+        document = profile_document(runs)
         table = import_trt(self.inspector_json(), profile_json=document, onnx_node_names=self._node_names())
         table.attrs["profile"] = document
         table.attrs["profile_iterations"] = int(iterations)
         return self._as_live(table)
+
+    # -- engine facts ----------------------------------------------------------------------
+
+    def inspector_json(self) -> dict:
+        """The engine inspector's layer information (detailed if the engine was built so)."""
+        import tensorrt as trt
+
+        inspector: trt.EngineInspector = self._engine.create_engine_inspector()
+        if self._buffers is not None:  # with shapes set, dynamic dimensions are concrete
+            inspector.execution_context = self._context
+        return json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+
+    def _settings(self, **extra) -> dict:
+        return {
+            "engine": str(self.path),
+            "tensorrt_version": self.platform.tensorrt_version,
+            "gpu": self.platform.gpu_name,
+            "compute_capability": self.platform.compute_capability,
+            "recipe": (self.metadata.get("recipe") or {}).get("name"),
+            **extra,
+        }
 
     def _node_names(self) -> list[str] | None:
         return onnx_node_names((self.metadata.get("model") or {}).get("path"))
 
     def _as_live(self, table: pd.DataFrame) -> pd.DataFrame:
         return as_live_table(table, self._settings())
-
-    def synthetic_inputs(self, *, batch: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-        """Random inputs at the profile's opt shapes (``batch`` replacing the first dimension)."""
-        if self.metadata.get("inputs"):
-            return inputs_for_engine(self.metadata, batch=batch, seed=seed)
-        import tensorrt as trt
-
-        rng = np.random.default_rng(seed)
-        inputs = {}
-        for name in self.input_names:
-            shape = list(self.profile[name].opt) if name in self.profile else list(self.fixed_shapes[name])
-            if batch is not None and name in self.profile:
-                shape[0] = int(batch)
-            inputs[name] = rng.standard_normal(shape).astype(np.dtype(trt.nptype(self.dtypes[name])))
-        return inputs
-
-

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from workbench.backends.base import BenchmarkResult
-from workbench.backends.tensorrt.trt_json import trtexec_percentile
+from workbench.backends.tensorrt.trt_json_profile import trtexec_percentile
 
 SOURCE = "tensorrt"
 
 DEFAULT_PERCENTILES = (90.0, 95.0, 99.0)
+
 
 class LayerTimeRecorder:
     """Collects ``IProfiler.report_layer_time(layer_name, ms)`` calls, grouped by inference.
@@ -44,6 +45,29 @@ class LayerTimeRecorder:
                 return
             run = self.runs[-1]
             run[layer_name] = run.get(layer_name, 0.0) + float(ms)
+
+
+def profiled_runs(recorder: LayerTimeRecorder, *, warmup: int, iterations: int) -> Iterator[int]:
+    """Pace a profiling session: one step per inference, the first ``warmup`` unrecorded.
+
+    Before each of the ``iterations`` recorded inferences the recorder starts a new run; after
+    the last one it stops, so late ``report_layer_time`` calls are dropped.
+
+    Args:
+        recorder: Collects the profiler's calls.
+        warmup: Inferences first that are not recorded (negative counts as 0).
+        iterations: Recorded inferences.
+
+    Yields:
+        The inference's index (warm-up included); run one inference per step.
+    """
+    warmup = max(0, int(warmup))
+    for index in range(warmup + int(iterations)):
+        if index >= warmup:
+            recorder.begin_run()
+        yield index
+    recorder.stop()
+
 
 def profile_document(runs: Sequence[Mapping[str, float]]) -> list[dict]:
     """Aggregate per-inference layer times into trtexec's ``--exportProfile`` document.
@@ -80,6 +104,7 @@ def profile_document(runs: Sequence[Mapping[str, float]]) -> list[dict]:
         })
     return document
 
+
 def _profiler_class():
     """The ``trt.IProfiler`` subclass, created only when TensorRT imports."""
     import tensorrt as trt
@@ -95,6 +120,7 @@ def _profiler_class():
             self.recorder.record(layer_name, ms)
 
     return LayerProfiler
+
 
 def trace_record(
     h2d_start: float,
@@ -128,6 +154,35 @@ def trace_record(
         "latencyMs": d2h_end - h2d_start,
     }
 
+
+def event_record(stage_ms: Sequence[float], enqueue_start_s: float, enqueue_end_s: float, host_base_s: float) -> dict:
+    """One benchmarked inference's record from its four CUDA events and host enqueue times.
+
+    The engine records events before the H2D copies, after them, after the engine's work and
+    after the D2H copies; compute starts when H2D ends and D2H starts when compute ends (one
+    stream, nothing in between).
+
+    Args:
+        stage_ms: The four events' times in ms since the base event (``Event.time_since``).
+        enqueue_start_s, enqueue_end_s: ``time.perf_counter()`` around the enqueue call.
+        host_base_s: ``time.perf_counter()`` when the base event was recorded.
+
+    Returns:
+        The :func:`trace_record`; enqueue times in ms since ``host_base_s``.
+    """
+    h2d_start, h2d_end, compute_end, d2h_end = stage_ms
+    return trace_record(
+        h2d_start, h2d_end, h2d_end, compute_end, compute_end, d2h_end,
+        1000.0 * (enqueue_start_s - host_base_s), 1000.0 * (enqueue_end_s - host_base_s),
+    )
+
+
+def keep_timing(done: int, iterations: int, elapsed_s: float, duration_s: float | None) -> bool:
+    """Whether a benchmark runs another inference: until ``iterations`` are done and, when
+    ``duration_s`` is given, that many seconds have passed as well."""
+    return done < int(iterations) or (duration_s is not None and elapsed_s < duration_s)
+
+
 def _statistics(values: np.ndarray, percentiles: Sequence[float]) -> dict:
     ordered = np.sort(np.asarray(values, dtype=float))
     return {
@@ -137,6 +192,7 @@ def _statistics(values: np.ndarray, percentiles: Sequence[float]) -> dict:
         "median_ms": float(np.median(ordered)),
         "percentiles_ms": {float(p): trtexec_percentile(ordered, p) for p in percentiles},
     }
+
 
 def summarize_trace(
     records: Sequence[Mapping],
@@ -186,6 +242,7 @@ def summarize_trace(
         "total_host_walltime_s": wall_ms / 1000.0,
         "total_gpu_compute_time_s": float(column["computeMs"].sum()) / 1000.0,
     }
+
 
 def benchmark_result(
     records: Sequence[Mapping],
