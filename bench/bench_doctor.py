@@ -111,10 +111,10 @@ def run_brute_force(case: dict, target: float, repeat: int) -> dict:
         naive = ev(naive_config, "naive")
         nodes = list(quantized_nodes(onnx.load(str(ev.variant(naive_config).path))))
         ev.all_nodes = frozenset(nodes)
-        passes = lambda top1: 100 * (fp32 - top1) <= target + 1e-9  # noqa: E731
+        passes = lambda top1: fp32 - top1 <= target + 1e-9  # noqa: E731  (the evaluator's top1 is in percent)
         result = one_at_a_time(nodes, lambda ex: ev(Config.make(exclude=ex)), passes) if not passes(naive) else None
         seconds = time.perf_counter() - started
-    return {"evaluations": ev.evaluations, "seconds": seconds, "fixed": result.top1 if result else naive,
+    return {"evaluations": ev.evaluations, "seconds": seconds, "fixed": (result.value if result else naive) / 100,
             "exclude": result.exclude if result else []}
 
 

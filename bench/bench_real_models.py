@@ -184,7 +184,8 @@ def summarize(command: str, data) -> dict:
     if command == "bench":
         return {k: data.get(k) for k in ("median_ms", "batch_size")}
     if command.startswith("evaluate"):
-        keep = {k: data.get(k) for k in ("metric", "value", "passed", "top1", "agreement") if k in data}
+        keep = {k: data.get(k) for k in ("metric", "metric_value", "metric_unit", "metric_reference_value",
+                                         "passed", "verdict", "top1") if k in data}
         keep["outputs"] = {n: {s: o.get(s) for s in ("cosine", "sqnr_db", "max_abs_error")}
                            for n, o in (data.get("outputs") or {}).items()}
         return keep
@@ -247,11 +248,41 @@ def table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def write_results(output: Path, records: dict, started: float) -> tuple[str, list]:
+    """Write the JSON (models run now replace the same models of an earlier run in the file);
+    returns the table and the failures of the models in it."""
+    merged = {}
+    if output.is_file():
+        try:
+            merged = {r["model"]: r for r in json.loads(output.read_text()).get("models", [])}
+        except (ValueError, KeyError, AttributeError):
+            merged = {}
+    merged.update(records)
+    ordered = [merged[n] for n in PLANS if n in merged]
+    text = table(ordered)
+    failures = [(r["model"], c, res["error"]) for r in ordered for c, res in r["commands"].items()
+                if verdict(res) not in ("ok", "refused (2)")]
+    document = {
+        "benchmark": "bench_real_models",
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "seconds_this_run": round(time.monotonic() - started, 1),
+        "models": ordered,
+        "table": text,
+        "failures": [{"model": m, "command": c, "error": e} for m, c, e in failures],
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    return text, failures
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"models (default all: {', '.join(MODELS)})")
     parser.add_argument("--skip", nargs="+", default=[], choices=COMMANDS, help="commands to leave out")
     parser.add_argument("--output", type=Path, default=RESULTS / "real_models.json", help="the JSON to write")
+    parser.add_argument("--doctor-timeout", type=float, default=TIMEOUTS["doctor"],
+                        help=f"seconds before the doctor is stopped (default {TIMEOUTS['doctor']})")
     parser.add_argument("--workbench", type=Path,
                         help="run the CLI of another checkout of the workbench (e.g. an export of a commit)")
     args = parser.parse_args(argv)
@@ -261,23 +292,13 @@ def main(argv=None) -> int:
     if args.workbench:
         env["PYTHONPATH"] = str(args.workbench.resolve())
     helps = {c: cli_flags(c, env) for c in ("evaluate", "doctor")}
+    TIMEOUTS["doctor"] = args.doctor_timeout
     started = time.monotonic()
-    records = [bench_model(name, helps, env, set(args.skip)) for name in names]
-    text = table(records)
+    records = {}
+    for name in names:  # written after each model, merged by model name with the file's other models
+        records[name] = bench_model(name, helps, env, set(args.skip))
+        text, failures = write_results(args.output, records, started)
     print(text)
-    failures = [(r["model"], c, res["error"]) for r in records for c, res in r["commands"].items()
-                if verdict(res) not in ("ok", "refused (2)")]
-    document = {
-        "benchmark": "bench_real_models",
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "seconds": round(time.monotonic() - started, 1),
-        "models": records,
-        "table": text,
-        "failures": [{"model": m, "command": c, "error": e} for m, c, e in failures],
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(document, indent=2, default=str) + "\n")
     for model, command, error in failures:
         print(f"- {model} {command}: {error}")
     print(f"\n{len(failures)} failing command(s) (traceback, exit 1, timeout or an invalid variant); JSON: {args.output}")

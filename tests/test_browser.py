@@ -79,6 +79,7 @@ SPECS = {
     "01_explore_model": Spec(min_figures=2, netron=True, expected_errors=("no/such/model.onnx",)),
     "03_fusion_and_timing": Spec(min_figures=6),
     "05_tradeoffs": Spec(min_figures=1),
+    "06_serve_with_triton": Spec(min_figures=2),
 }
 
 

@@ -18,7 +18,11 @@ import pytest
 from onnxruntime.quantization.calibrate import TensorData, TensorsData
 
 from workbench.datasets.calibration_sets import from_npz
-from workbench.precision.calibrator import compare_ranges, ort_calibrate, prepare_for_calibration
+from workbench.precision.calibrator import (
+    compare_ranges,
+    ort_calibrate,
+    prepare_for_calibration,
+)
 from workbench.samples import sample_data_path, sample_path
 
 

@@ -468,7 +468,8 @@ def test_join_onnxruntime_profile_with_layerwise_errors(transformer):
     assert joined.attrs["unmatched_nodes"] == []
     row = joined[joined["worst_node"] == QKV].iloc[0]
     assert row["time_ms"] > 0
-    assert row["local_sqnr_db"] == pytest.approx(transformer.layerwise.nodes.set_index("node").loc[QKV, "local_sqnr_db"])
+    nodes = transformer.layerwise.nodes.set_index("node")
+    assert row["local_sqnr_db"] == pytest.approx(nodes.loc[QKV, "local_sqnr_db"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -491,14 +492,68 @@ def test_figures_and_explorer(teach):
     fig = before_after_figure(rows, target_top1=teach.fp32_accuracy - 0.005)
     points = [(x, y) for t in fig.data if t.meta == "variants" for x, y in zip(t.x, t.y)]
     assert sorted(points) == sorted((r["median_ms"], r["top1"]) for r in rows)
-    curve = error_curve_figure(teach.layerwise.tensors, first_jump=teach.layerwise.first_jump()["tensor"])
-    assert len(curve.data) >= 2
-    assert len(sensitivity_figure(teach.ranking, fix_exclude=[CONSUMER]).data) >= 1
+    tensors, jump = teach.layerwise.tensors, teach.layerwise.first_jump()["tensor"]
+    accumulated, local = error_curve_figure(tensors, first_jump=jump).data
+    assert list(accumulated.x) == tensors["index"].tolist()  # every tensor, in topological order
+    assert list(accumulated.y) == [_drawn_db(v) for v in tensors["accum_sqnr_db"]]
+    quantized = tensors[tensors["local_sqnr_db"].notna()]
+    assert list(local.x) == quantized["index"].tolist() and list(local.text) == quantized["node"].tolist()
+    assert list(local.y) == [_drawn_db(v) for v in quantized["local_sqnr_db"]]
+    (line,) = error_curve_figure(tensors, first_jump=jump).layout.shapes  # the jump, where the table has it
+    assert line.x0 == tensors.loc[tensors["tensor"] == jump, "index"].item()
+    (bars,) = sensitivity_figure(teach.ranking, fix_exclude=[CONSUMER]).data
+    worst_first = list(teach.ranking)
+    assert list(bars.customdata[::-1]) == [[r["node"], r["rank_db"]] for r in worst_first]  # worst on top
+    assert list(bars.x[::-1]) == [r["damage_db"] for r in worst_first]
+    red = [node for (node, _), color in zip(bars.customdata, bars.marker.color) if color == "#d62728"]
+    assert red == [CONSUMER]
     with pytest.raises(DoctorError, match="not a doctor report"):
         results_rows({"model": "x"})
     explorer = DoctorExplorer(teach)
-    explorer.tensor_dropdown.value = (CONSUMER, READ)
-    assert len(explorer.ranges_out.outputs) >= 1
+    other = next(value for _, value in explorer.tensor_dropdown.options if value != (CONSUMER, READ))
+    for node, tensor in ((CONSUMER, READ), other, (CONSUMER, READ)):
+        explorer.tensor_dropdown.value = (node, tensor)
+        _assert_ranges_tab_draws(explorer, teach, node, tensor)
+
+
+def _plotly(output) -> list[dict]:
+    """The plotly figures an Output area shows, as the front end gets them (arrays decoded)."""
+    import base64
+
+    def decode(value):
+        if isinstance(value, dict) and "bdata" in value:
+            return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+        return value
+
+    figures = [item["data"]["application/vnd.plotly.v1+json"] for item in output.outputs]
+    for figure in figures:
+        figure["data"] = [{key: decode(value) for key, value in trace.items()} for trace in figure["data"]]
+    return figures
+
+
+def _drawn_db(value) -> float | None:
+    """How the doctor's figures draw an SQNR: capped at 120 dB, no point for NaN or -inf."""
+    return None if np.isnan(value) or value == -np.inf else min(float(value), 120.0)
+
+
+def _assert_ranges_tab_draws(explorer, diagnosis, node, tensor):
+    """The Ranges tab shows ``tensor`` as ``node`` reads it: its calibration histogram with each
+    method's clip, and its per-channel ranges with the dominant channel marked."""
+    histogram, channels = _plotly(explorer.ranges_out)[:2]
+    stats = diagnosis.calib_stats[tensor]
+    assert histogram["data"][0]["y"] == np.asarray(stats["hist"]).tolist()
+    assert tensor[-40:] in histogram["layout"]["title"]["text"]
+    clips = diagnosis.clips[(diagnosis.clips["node"] == node) & (diagnosis.clips["tensor"] == tensor)]
+    assert len(clips) == 4
+    drawn = {trace["name"] for trace in histogram["data"][1:] if trace.get("showlegend") is not False}
+    assert drawn == {f"{m} clip ±{c:.4g}" for m, c in zip(clips["method"], clips["clip"])}
+    row = diagnosis.layerwise.inputs
+    row = row[(row["node"] == node) & (row["tensor"] == tensor)].iloc[0]
+    assert np.allclose(channels["data"][0]["y"], row["channel_amax"])
+    marked = [k for k, color in enumerate(channels["data"][0]["marker"]["color"]) if color == "#d62728"]
+    assert marked == ([] if pd.isna(row["dominant_channel"]) else [int(row["dominant_channel"])])
+    if (node, tensor) == (CONSUMER, READ):
+        assert marked == [CHANNEL]  # the rescaled channel of the teaching case
 
 
 # --------------------------------------------------------------------------------------------

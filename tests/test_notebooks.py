@@ -5,10 +5,8 @@ Each executed notebook is saved to ``test-artifacts/notebooks/`` (see ``notebook
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from notebook_runs import NOTEBOOK_DIR, NOTEBOOKS, execute_notebook
+from notebook_runs import NOTEBOOKS, execute_notebook
 
 
 def test_the_notebooks_exist():

@@ -180,7 +180,9 @@ def _assert_compare_tab_draws(explorer, a, b, groups=None):
     (figure, frame) = _shown(explorer.compare_out)[-2:]
     (bars,) = figure["data"]
     total_a, total_b = explorer.tables[a]["time_ms"].sum(), explorer.tables[b]["time_ms"].sum()
-    assert figure["layout"]["title"]["text"].startswith(f"{b} vs {a}: layer time {total_a:.4f} → {total_b:.4f} ms")
+    title = figure["layout"]["title"]["text"]
+    assert title.startswith(f"{a} → {b}: layer time {total_a:.4f} → {total_b:.4f} ms")  # names in the numbers' order
+    assert f"({b} " in title and (" faster than " in title) == (total_b < total_a)
     if groups is None:
         assert math.isclose(sum(bars["x"]), total_b - total_a, rel_tol=1e-9, abs_tol=1e-12)
     header = _Tables(frame).rows[0]

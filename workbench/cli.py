@@ -41,6 +41,20 @@ from workbench.workflows.evaluate import evaluate_command
 from workbench.workflows.plan import PlanError, load_plan, validate_plan
 from workbench.workflows.quantize import quantize_command
 from workbench.workflows.run import check_outputs, run_plan, write_junit
+from workbench.workflows.triton.export import export_triton
+from workbench.workflows.triton.perf import (
+    add_rows,
+    perf,
+    perf_analyzer_rows,
+    perf_rows,
+)
+from workbench.workflows.triton.serve import (
+    describe,
+    docker_available,
+    docker_command,
+    run_until_stopped,
+    serve_triton,
+)
 
 log = logging.getLogger("workbench")
 
@@ -395,8 +409,9 @@ def _metric_args(parser, judged: str) -> None:
                         "[N, T, C]), cosine, sqnr (dB), psnr (dB), or python:module:function; default: top1 "
                         "with labels, else agreement (sqnr for outputs that are not class scores)")
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--target", type=number(float("-inf")), help=f"minimum metric value for {judged}, in the metric's unit "
-                        "(e.g. 97 for 97 %% top1, 30 for 30 dB)")
+    target.add_argument("--target", type=number(float("-inf")),
+                        help=f"minimum metric value for {judged}, in the metric's unit (e.g. 97 for 97 %% top1, "
+                        "30 for 30 dB)")
     target.add_argument("--target-drop", type=number(0), help=f"allowed drop from FP32 for {judged}, in the "
                         "metric's unit (default 0.5 points of top1/agreement; 30 dB minimum for sqnr)")
 
@@ -609,6 +624,127 @@ def cmd_plan(args):
     if facts.tensorrt_problem and "tensorrt" in plan.backends:
         print(f"note: the TensorRT steps will be skipped here: {facts.tensorrt_problem}")
     return 0
+# --- export, serve, perf (Triton) ----------------------------------------------------------
+
+
+def _export_args(parser):
+    parser.add_argument("target", choices=["triton"], help="what to export to (a Triton model repository)")
+    parser.add_argument("model", help="an .onnx variant, or a TensorRT engine built by `workbench build`")
+    parser.add_argument("--repository", required=True, help="the model repository folder (created if missing)")
+    parser.add_argument("--name", help="the model's name in the repository (default: from the file name)")
+    parser.add_argument("--version", type=int, default=1, help="version folder (default 1)")
+    parser.add_argument("--max-batch-size", type=int,
+                        help="Triton's max_batch_size (default: 0 without a batch dimension, else 32)")
+    parser.add_argument("--instances", type=int, default=1, help="model instances (instance_group count)")
+    parser.add_argument("--dynamic-batching", action="store_true",
+                        help="add Triton's dynamic batcher (preferred sizes from the measured batch sweep)")
+    parser.add_argument("--preferred-batch-sizes", type=int, nargs="+", metavar="B",
+                        help="the batcher's preferred sizes (default: from the results table's batch sweep)")
+    parser.add_argument("--warmup", help=".npz of real samples for model_warmup")
+    parser.add_argument("--force", action="store_true", help="replace an existing version or config")
+
+
+@command("export", "export a variant or TensorRT engine as a Triton model repository entry", _export_args)
+def cmd_export(args):
+    result = export_triton(
+        args.model, args.repository, name=args.name, version=args.version, max_batch_size=args.max_batch_size,
+        instances=args.instances, dynamic_batching=args.dynamic_batching,
+        preferred_batch_sizes=args.preferred_batch_sizes, warmup=args.warmup, force=args.force,
+    )
+    if args.json:
+        return result
+    print(result["config_text"], end="")
+    print(f"\n{result['platform']} model '{result['name']}' version {result['version']} in {result['repository']}:")
+    for path in result["files"]:
+        print(f"  {path}")
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    return None
+
+
+def _serve_args(parser):
+    parser.add_argument("repository", help="a Triton model repository (workbench export triton ...)")
+    parser.add_argument("--port", type=int, default=8000, help="HTTP port on 127.0.0.1 (default 8000)")
+    parser.add_argument("--grpc-port", type=int, help="gRPC port (default: the next free after --port)")
+    parser.add_argument("--metrics-port", type=int, help="metrics port (default: the next free after gRPC)")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the models to load")
+    parser.add_argument("--print-command", action="store_true",
+                        help="print the docker run command for NVIDIA's Triton container (GPU machines) and exit")
+    parser.add_argument("--docker", action="store_true", help="run that command (needs Docker and an NVIDIA GPU)")
+    parser.add_argument("--container-tag", help="the Triton container tag (default: the engines' NGC release)")
+
+
+@command("serve", "serve a Triton model repository on 127.0.0.1 until Ctrl-C/SIGTERM", _serve_args)
+def cmd_serve(args):
+    argv = docker_command(args.repository, port=args.port, grpc_port=args.grpc_port,
+                          metrics_port=args.metrics_port, tag=args.container_tag)
+    if args.print_command or args.docker:
+        if args.docker:
+            problem = docker_available()
+            if problem or "<YY.MM>" in argv[-3]:
+                raise WorkbenchError(f"cannot run the Triton container: {problem or 'no container tag known'}. "
+                                     "Fix: on a GPU machine with Docker pass --container-tag YY.MM-py3 (the "
+                                     "release whose TensorRT built the engines).")
+            import subprocess
+
+            return subprocess.call(argv)
+        if args.json:
+            return {"docker_command": argv, "docker_command_line": " ".join(argv)}
+        print(" ".join(argv))
+        return None
+    server = serve_triton(args.repository, args.port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
+                          timeout_s=args.timeout)
+    if args.json:  # one line, printed once the server is ready; the command keeps running
+        print(json.dumps(server.to_dict()), flush=True)
+    else:
+        print(describe(server))
+        for skipped in server.skipped:
+            print(f"not served: {skipped['name']} ({skipped['reason']})")
+        print("Ctrl-C stops it.", flush=True)
+    return run_until_stopped(server)
+
+
+def _perf_args(parser):
+    parser.add_argument("url", help="the server: http://127.0.0.1:8000, grpc://127.0.0.1:8001 or host:port")
+    parser.add_argument("--model", required=True, help="the model's name on the server")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8], help="levels (default 1 2 4 8)")
+    parser.add_argument("--data", help=".npz of real samples (with labels: top-1 of the served outputs)")
+    parser.add_argument("--batch", type=int, default=1, help="samples per request (default 1)")
+    parser.add_argument("--duration", type=float, default=2.0, help="measured seconds per level (default 2)")
+    parser.add_argument("--protocol", choices=["http", "grpc"], help="default: from the URL (http)")
+    parser.add_argument("--repository", help="the repository served, to name the rows after the exported variant")
+    parser.add_argument("--reference", help="FP32 .onnx to compare the served outputs with")
+    parser.add_argument("--import-csv", metavar="PERF_CSV",
+                        help="instead of measuring, read perf_analyzer's -f CSV into the same rows")
+    parser.add_argument("--no-save", action="store_true", help="do not add the rows to the results table")
+
+
+@command("perf", "latency and throughput of a served model per concurrency level, as results rows", _perf_args)
+def cmd_perf(args):
+    if args.import_csv:
+        result = {"url": args.url, "model": args.model, "source": args.import_csv, "levels": []}
+        rows = perf_analyzer_rows(args.import_csv, url=args.url, model=args.model, batch=args.batch,
+                                  protocol=args.protocol or "http", repository=args.repository)
+    else:
+        result = perf(args.url, args.model, concurrency=args.concurrency, data=args.data, batch=args.batch,
+                      duration_s=args.duration, protocol=args.protocol, reference=args.reference)
+        rows = perf_rows(result, repository=args.repository)
+    result["rows"] = [] if args.no_save else add_rows(rows)
+    if args.json:
+        return {**result, "results": rows}
+    for row in rows:
+        print(f"concurrency {row['concurrency']:>3}: median {row['median_ms']:.3f} ms, p99 {row['p99_ms']:.3f} ms, "
+              f"{row['throughput']:.1f} samples/s, server queue {_ms(row['server_queue_ms'])}, "
+              f"compute {_ms(row['server_compute_ms'])}")
+    if rows and rows[0].get("top1") is not None:
+        print(f"top-1 of the served outputs: {rows[0]['top1']:.4f}")
+    if result["rows"]:
+        print(f"{len(result['rows'])} rows added to the results table")
+    return None
+
+
+def _ms(value) -> str:
+    return "n/a" if value is None else f"{value:.3f} ms"
 
 
 def build_parser() -> argparse.ArgumentParser:

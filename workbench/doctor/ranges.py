@@ -81,17 +81,7 @@ def activation_statistics(
 
     for count, values in batches():
         for t in tensors:
-            x = np.asarray(values[t], np.float64)
-            s = stats[t]
-            if x.ndim and x.shape[0] == count:
-                s["sample_amax"].append(np.abs(x.reshape(count, -1)).max(axis=1))
-            else:  # not batched on axis 0 (a recurrent state, a constant-like input): the batch's max
-                s["sample_amax"].append(np.full(count, np.abs(x).max() if x.size else 0.0))
-            s["min"] = min(s["min"], float(x.min()))
-            s["max"] = max(s["max"], float(x.max()))
-            s["sum"] += float(x.sum())
-            s["sq"] += float((x * x).sum())
-            s["count"] += int(x.size)
+            _add_range(stats[t], np.asarray(values[t], np.float64), count)
     for t in tensors:
         s = stats[t]
         low, high = s["min"], s["max"]
@@ -118,6 +108,19 @@ def activation_statistics(
             "edges": s["edges"],
         }
     return out
+
+
+def _add_range(s: dict, x: np.ndarray, count: int) -> None:
+    """Add one batch of a tensor to its running range statistics (``count`` samples)."""
+    if x.ndim and x.shape[0] == count:
+        s["sample_amax"].append(np.abs(x.reshape(count, -1)).max(axis=1))
+    else:  # not batched on axis 0 (a recurrent state, a constant-like input): the batch's max
+        s["sample_amax"].append(np.full(count, np.abs(x).max() if x.size else 0.0))
+    s["min"] = min(s["min"], float(x.min()))
+    s["max"] = max(s["max"], float(x.max()))
+    s["sum"] += float(x.sum())
+    s["sq"] += float((x * x).sum())
+    s["count"] += int(x.size)
 
 
 def method_clip_ranges(variants: Mapping[str, onnx.ModelProto]) -> pd.DataFrame:

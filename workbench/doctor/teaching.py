@@ -108,7 +108,8 @@ def teaching_path(model, conv: str) -> TeachingPath:
         raise TeachingCaseError(f"no node named {conv!r}; the model's Conv nodes are {convs}.")
     head = nodes[conv]
     if head.op_type not in HEADS:
-        raise TeachingCaseError(f"{conv!r} is a {head.op_type}; give a Conv (or LayerNormalization) node.")
+        raise TeachingCaseError(f"{conv!r} is a {head.op_type}; give a Conv node (or a LayerNormalization that "
+                                "feeds a MatMul/Gemm).")
     last_axis = head.op_type == "LayerNormalization"  # its channels are the last axis, as MatMul reads them
     consumers: dict[str, list] = {}
     for node in proto.graph.node:

@@ -369,8 +369,8 @@ def search_figure(steps: Sequence[Mapping], *, naive_accuracy: float | None = No
     if target is not None and math.isfinite(target):
         fig.add_hline(y=target, line={"dash": "dash", "color": COLORS["neutral"]}, annotation_text="target")
     fig.update_layout(title="Fix search: each full evaluation (green: within target)",
-                      xaxis={"title": "evaluation", "dtick": 1}, yaxis={"title": f"{label} ({unit})" if unit else label},
-                      template=TEMPLATE, height=360)
+                      xaxis={"title": "evaluation", "dtick": 1},
+                      yaxis={"title": f"{label} ({unit})" if unit else label}, template=TEMPLATE, height=360)
     return fig
 
 

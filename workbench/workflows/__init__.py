@@ -1,5 +1,6 @@
 """Workflows: the loops that make, evaluate and benchmark (sweep, quantize, build, evaluate,
-bench, doctor, plan runs with their gates) and the JSON the command line prints. Nothing below this layer orchestrates."""
+bench, doctor, plan runs with their gates; serving with Triton: export, serve, perf) and the JSON the command line prints.
+Nothing below this layer orchestrates."""
 
 from __future__ import annotations
 
@@ -31,6 +32,14 @@ _EXPORTS = {
     "save_plan": "workbench.workflows.plan_save",
     "check_gates": "workbench.workflows.gates",
     "junit_xml": "workbench.workflows.gates",
+    "export_triton": "workbench.workflows.triton.export",
+    "serve_triton": "workbench.workflows.triton.serve",
+    "TritonServer": "workbench.workflows.triton.serve",
+    "docker_command": "workbench.workflows.triton.serve",
+    "find_runtime": "workbench.workflows.triton.serve",
+    "TritonEngine": "workbench.workflows.triton.perf",
+    "triton_perf": "workbench.workflows.triton.perf",
+    "perf_rows": "workbench.workflows.triton.perf",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
