@@ -632,13 +632,13 @@ def _export_args(parser):
     parser.add_argument("model", help="an .onnx variant, or a TensorRT engine built by `workbench build`")
     parser.add_argument("--repository", required=True, help="the model repository folder (created if missing)")
     parser.add_argument("--name", help="the model's name in the repository (default: from the file name)")
-    parser.add_argument("--version", type=int, default=1, help="version folder (default 1)")
-    parser.add_argument("--max-batch-size", type=int,
+    parser.add_argument("--version", type=whole_number(1), default=1, help="version folder (default 1)")
+    parser.add_argument("--max-batch-size", type=whole_number(0),
                         help="Triton's max_batch_size (default: 0 without a batch dimension, else 32)")
-    parser.add_argument("--instances", type=int, default=1, help="model instances (instance_group count)")
+    parser.add_argument("--instances", type=whole_number(1), default=1, help="model instances (instance_group count)")
     parser.add_argument("--dynamic-batching", action="store_true",
                         help="add Triton's dynamic batcher (preferred sizes from the measured batch sweep)")
-    parser.add_argument("--preferred-batch-sizes", type=int, nargs="+", metavar="B",
+    parser.add_argument("--preferred-batch-sizes", type=whole_number(1), nargs="+", metavar="B",
                         help="the batcher's preferred sizes (default: from the results table's batch sweep)")
     parser.add_argument("--warmup", help=".npz of real samples for model_warmup")
     parser.add_argument("--force", action="store_true", help="replace an existing version or config")
@@ -664,10 +664,10 @@ def cmd_export(args):
 
 def _serve_args(parser):
     parser.add_argument("repository", help="a Triton model repository (workbench export triton ...)")
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port on 127.0.0.1 (default 8000)")
-    parser.add_argument("--grpc-port", type=int, help="gRPC port (default: the next free after --port)")
-    parser.add_argument("--metrics-port", type=int, help="metrics port (default: the next free after gRPC)")
-    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the models to load")
+    parser.add_argument("--port", type=whole_number(1, 65535), default=8000, help="HTTP port on 127.0.0.1 (default 8000)")
+    parser.add_argument("--grpc-port", type=whole_number(1, 65535), help="gRPC port (default: the next free after --port)")
+    parser.add_argument("--metrics-port", type=whole_number(1, 65535), help="metrics port (default: the next free after gRPC)")
+    parser.add_argument("--timeout", type=number(0, inclusive=False), default=120, help="seconds to wait for the models to load")
     parser.add_argument("--print-command", action="store_true",
                         help="print the docker run command for NVIDIA's Triton container (GPU machines) and exit")
     parser.add_argument("--docker", action="store_true", help="run that command (needs Docker and an NVIDIA GPU)")
@@ -707,10 +707,10 @@ def cmd_serve(args):
 def _perf_args(parser):
     parser.add_argument("url", help="the server: http://127.0.0.1:8000, grpc://127.0.0.1:8001 or host:port")
     parser.add_argument("--model", required=True, help="the model's name on the server")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8], help="levels (default 1 2 4 8)")
+    parser.add_argument("--concurrency", type=whole_number(1), nargs="+", default=[1, 2, 4, 8], help="levels (default 1 2 4 8)")
     parser.add_argument("--data", help=".npz of real samples (with labels: top-1 of the served outputs)")
-    parser.add_argument("--batch", type=int, default=1, help="samples per request (default 1)")
-    parser.add_argument("--duration", type=float, default=2.0, help="measured seconds per level (default 2)")
+    parser.add_argument("--batch", type=whole_number(1), default=1, help="samples per request (default 1)")
+    parser.add_argument("--duration", type=number(0, inclusive=False), default=2.0, help="measured seconds per level (default 2)")
     parser.add_argument("--protocol", choices=["http", "grpc"], help="default: from the URL (http)")
     parser.add_argument("--repository", help="the repository served, to name the rows after the exported variant")
     parser.add_argument("--reference", help="FP32 .onnx to compare the served outputs with")
