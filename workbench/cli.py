@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import Callable
 
 import pandas as pd
@@ -31,12 +32,15 @@ from workbench.errors import WorkbenchError
 from workbench.lab import prepare_lab, run_lab
 from workbench.model import load_model
 from workbench.model.summary import format_shape
+from workbench.reports.html import write_report
 from workbench.tables.engine_table import table_records, table_totals
 from workbench.workflows.bench import bench_engine
 from workbench.workflows.build import build_command
 from workbench.workflows.doctor import doctor_command
 from workbench.workflows.evaluate import evaluate_command
+from workbench.workflows.plan import PlanError, load_plan, validate_plan
 from workbench.workflows.quantize import quantize_command
+from workbench.workflows.run import check_outputs, run_plan, write_junit
 from workbench.workflows.triton.export import export_triton
 from workbench.workflows.triton.perf import (
     add_rows,
@@ -55,6 +59,7 @@ from workbench.workflows.triton.serve import (
 log = logging.getLogger("workbench")
 
 EXIT_BAD_INPUT = 2
+EXIT_GATE_FAILED = 1
 _JSON_REQUESTED = [False]  # set by main() before parsing, so argparse errors can answer in JSON too
 
 # name -> (run(args) -> dict | int | None, add_arguments(parser), help text)
@@ -541,6 +546,84 @@ def cmd_doctor(args):
     return None
 
 
+# --- run and plan (CI) ------------------------------------------------------------------------
+
+
+def _plan_error(args, err: PlanError) -> int:
+    """A bad plan: one line on stderr (the first problem; `plan check` lists every one), every
+    problem in the JSON; exit 2."""
+    if args.command == "plan" and len(err.problems) > 1:
+        for problem in err.problems:
+            print(f"workbench plan: error: {problem.text(err.path)}", file=sys.stderr)
+    else:
+        print(f"workbench {args.command}: error: {err}", file=sys.stderr)
+    if args.json:
+        _print_json({"error": str(err), **err.to_dict()})
+    return EXIT_BAD_INPUT
+
+
+def _run_args(parser):
+    parser.add_argument("plan", help="the plan (.yaml); its paths are relative to the plan file")
+    parser.add_argument("--report", help="write the HTML report here (default: the plan's report:)")
+    parser.add_argument("--junit", help="write the gates as JUnit XML here (default: the plan's junit:)")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="measure again even when the results table already holds the same measurement")
+
+
+@command(
+    "run",
+    "run a plan: make, evaluate, build (or plan) and benchmark each variant, check the gates, write the "
+    "report; exit 1 when a gate fails",
+    _run_args,
+)
+def cmd_run(args):
+    try:
+        plan = load_plan(args.plan)
+        facts = validate_plan(plan)
+        report = Path(args.report).expanduser() if args.report else plan.report
+        junit = Path(args.junit).expanduser() if args.junit else plan.junit
+        check_outputs(plan, report, junit)
+    except PlanError as err:
+        return _plan_error(args, err)
+    result = run_plan(plan, facts=facts, remeasure=args.remeasure, progress="log")
+    if junit is not None:
+        write_junit(result, junit)
+    if report is not None:
+        write_report(result, report)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        for gate in result.gates:
+            verdict = "skip" if gate.passed is None else ("pass" if gate.passed else "FAIL")
+            print(f"{verdict:>4}  {gate.name}: {gate.message}")
+        print(f"{'PASSED' if result.passed else 'FAILED'}: {sum(g.passed is False for g in result.gates)} of "
+              f"{len(result.gates)} gate checks failed" + (f"; report: {result.report}" if result.report else ""))
+    return 0 if result.passed else EXIT_GATE_FAILED
+
+
+def _plan_args(parser):
+    parser.add_argument("action", choices=["check"], help="check: validate the plan against the schema and its "
+                        "files, without running anything")
+    parser.add_argument("plan", help="the plan (.yaml)")
+
+
+@command("plan", "plan files: `workbench plan check PLAN` validates a plan (exit 2 naming each bad key)", _plan_args)
+def cmd_plan(args):
+    try:
+        plan = load_plan(args.plan)
+        facts = validate_plan(plan)
+        check_outputs(plan, plan.report, plan.junit)
+    except PlanError as err:
+        return _plan_error(args, err)
+    data = {"valid": True, "problems": [], "plan": plan.to_dict(), "facts": facts.to_dict()}
+    if args.json:
+        _print_json(data)
+        return 0
+    print(f"{plan.path}: valid: {len(plan.variants)} variant(s) ({', '.join(v.name for v in plan.variants)}), "
+          f"{len(plan.gates)} gate(s), metric {facts.metric}, backends {', '.join(plan.backends)}")
+    if facts.tensorrt_problem and "tensorrt" in plan.backends:
+        print(f"note: the TensorRT steps will be skipped here: {facts.tensorrt_problem}")
+    return 0
 # --- export, serve, perf (Triton) ----------------------------------------------------------
 
 
@@ -549,13 +632,13 @@ def _export_args(parser):
     parser.add_argument("model", help="an .onnx variant, or a TensorRT engine built by `workbench build`")
     parser.add_argument("--repository", required=True, help="the model repository folder (created if missing)")
     parser.add_argument("--name", help="the model's name in the repository (default: from the file name)")
-    parser.add_argument("--version", type=int, default=1, help="version folder (default 1)")
-    parser.add_argument("--max-batch-size", type=int,
+    parser.add_argument("--version", type=whole_number(1), default=1, help="version folder (default 1)")
+    parser.add_argument("--max-batch-size", type=whole_number(0),
                         help="Triton's max_batch_size (default: 0 without a batch dimension, else 32)")
-    parser.add_argument("--instances", type=int, default=1, help="model instances (instance_group count)")
+    parser.add_argument("--instances", type=whole_number(1), default=1, help="model instances (instance_group count)")
     parser.add_argument("--dynamic-batching", action="store_true",
                         help="add Triton's dynamic batcher (preferred sizes from the measured batch sweep)")
-    parser.add_argument("--preferred-batch-sizes", type=int, nargs="+", metavar="B",
+    parser.add_argument("--preferred-batch-sizes", type=whole_number(1), nargs="+", metavar="B",
                         help="the batcher's preferred sizes (default: from the results table's batch sweep)")
     parser.add_argument("--warmup", help=".npz of real samples for model_warmup")
     parser.add_argument("--force", action="store_true", help="replace an existing version or config")
@@ -581,10 +664,10 @@ def cmd_export(args):
 
 def _serve_args(parser):
     parser.add_argument("repository", help="a Triton model repository (workbench export triton ...)")
-    parser.add_argument("--port", type=int, default=8000, help="HTTP port on 127.0.0.1 (default 8000)")
-    parser.add_argument("--grpc-port", type=int, help="gRPC port (default: the next free after --port)")
-    parser.add_argument("--metrics-port", type=int, help="metrics port (default: the next free after gRPC)")
-    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the models to load")
+    parser.add_argument("--port", type=whole_number(1, 65535), default=8000, help="HTTP port on 127.0.0.1 (default 8000)")
+    parser.add_argument("--grpc-port", type=whole_number(1, 65535), help="gRPC port (default: the next free after --port)")
+    parser.add_argument("--metrics-port", type=whole_number(1, 65535), help="metrics port (default: the next free after gRPC)")
+    parser.add_argument("--timeout", type=number(0, inclusive=False), default=120, help="seconds to wait for the models to load")
     parser.add_argument("--print-command", action="store_true",
                         help="print the docker run command for NVIDIA's Triton container (GPU machines) and exit")
     parser.add_argument("--docker", action="store_true", help="run that command (needs Docker and an NVIDIA GPU)")
@@ -624,10 +707,10 @@ def cmd_serve(args):
 def _perf_args(parser):
     parser.add_argument("url", help="the server: http://127.0.0.1:8000, grpc://127.0.0.1:8001 or host:port")
     parser.add_argument("--model", required=True, help="the model's name on the server")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8], help="levels (default 1 2 4 8)")
+    parser.add_argument("--concurrency", type=whole_number(1), nargs="+", default=[1, 2, 4, 8], help="levels (default 1 2 4 8)")
     parser.add_argument("--data", help=".npz of real samples (with labels: top-1 of the served outputs)")
-    parser.add_argument("--batch", type=int, default=1, help="samples per request (default 1)")
-    parser.add_argument("--duration", type=float, default=2.0, help="measured seconds per level (default 2)")
+    parser.add_argument("--batch", type=whole_number(1), default=1, help="samples per request (default 1)")
+    parser.add_argument("--duration", type=number(0, inclusive=False), default=2.0, help="measured seconds per level (default 2)")
     parser.add_argument("--protocol", choices=["http", "grpc"], help="default: from the URL (http)")
     parser.add_argument("--repository", help="the repository served, to name the rows after the exported variant")
     parser.add_argument("--reference", help="FP32 .onnx to compare the served outputs with")

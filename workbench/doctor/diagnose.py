@@ -53,6 +53,7 @@ import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -710,7 +711,14 @@ def diagnose(
                       calib_sizes=calib_sizes, metric=metric)
     options = _Options(target_drop, target, tuple(methods), layerwise_samples, calib_sizes, outlier_factor, latency,
                        latency_iterations, fix, workspace)
-    return _examine(data, options, phases, started)
+    diagnosis = _examine(data, options, phases, started)
+    diagnosis.data = {"calibration": _data_source(calib), "evaluation": _data_source(eval)}
+    return diagnosis
+
+
+def _data_source(data) -> str:
+    """Where data came from, for a saved plan: an absolute path, or ``"arrays"``."""
+    return str(Path(data).expanduser().resolve()) if isinstance(data, (str, Path)) else "arrays"
 
 
 def _search_fix(evaluator, naive_config, int8_acc, ranking, flags, outliers, clips, base_method, methods, passes):

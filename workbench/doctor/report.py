@@ -100,6 +100,7 @@ class Diagnosis:
     seconds: float
     eval_samples: int = 0
     timings: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)  # where the calibration and evaluation data came from
     metric: dict = field(default_factory=lambda: {"name": "top1", "unit": "%"})
     fp32_value: float | None = None
     int8_value: float | None = None
@@ -272,6 +273,7 @@ class Diagnosis:
             "variants": self.variants,
             "seconds": self.seconds,
             "timings": self.timings,
+            "data": dict(self.data),
         }
         return jsonable(report)
 

@@ -1,5 +1,5 @@
 """Workflows: the loops that make, evaluate and benchmark (sweep, quantize, build, evaluate,
-bench, doctor; serving with Triton: export, serve, perf) and the JSON the command line prints.
+bench, doctor, plan runs with their gates; serving with Triton: export, serve, perf) and the JSON the command line prints.
 Nothing below this layer orchestrates."""
 
 from __future__ import annotations
@@ -20,6 +20,18 @@ _EXPORTS = {
     "evaluate_command": "workbench.workflows.evaluate",
     "bench_engine": "workbench.workflows.bench",
     "doctor_command": "workbench.workflows.doctor",
+    "load_plan": "workbench.workflows.plan",
+    "validate_plan": "workbench.workflows.plan",
+    "plan_from_data": "workbench.workflows.plan",
+    "PlanError": "workbench.workflows.plan_schema",
+    "PLAN_SCHEMA": "workbench.workflows.plan_schema",
+    "run_plan": "workbench.workflows.run",
+    "RunResult": "workbench.workflows.run",
+    "plan_from_row": "workbench.workflows.plan_save",
+    "plan_from_doctor": "workbench.workflows.plan_save",
+    "save_plan": "workbench.workflows.plan_save",
+    "check_gates": "workbench.workflows.gates",
+    "junit_xml": "workbench.workflows.gates",
     "export_triton": "workbench.workflows.triton.export",
     "serve_triton": "workbench.workflows.triton.serve",
     "TritonServer": "workbench.workflows.triton.serve",

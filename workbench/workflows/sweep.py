@@ -28,7 +28,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from workbench.analysis.accuracy import evaluate, top1_accuracy
+from workbench.analysis.accuracy import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    evaluate,
+    top1_accuracy,
+)
 from workbench.backends import get_backend, tensorrt_status
 from workbench.datasets.arrays import load_labelled
 from workbench.errors import WorkbenchError
@@ -98,6 +103,8 @@ def measure_variant(
     warmup: int = 5,
     threads: int | None = None,
     rounds: int = 1,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
     metric=None,
 ) -> dict:
     """Evaluate and benchmark one variant on one backend; return its results row.
@@ -116,16 +123,19 @@ def measure_variant(
         threads: ORT ``intra_op_num_threads`` (None: ORT's default).
         rounds: Benchmark each batch size this many times and keep the run with the lowest
             median (on a shared machine other work only ever adds time).
+        atol, rtol: Tolerances of the outputs' Polygraphy verdict (``outputs[...]["passed"]``).
         metric: The :mod:`~workbench.analysis.metrics` metric of the row's ``metric``,
             ``metric_value`` and ``metric_unit`` columns (None: top1 with labels, else agreement).
 
     Returns:
         A :func:`~workbench.tables.results.make_row` row with extra columns ``accuracy_on``,
-        ``latency_on``, ``tool``, ``calibration_samples``, ``latency`` and ``notes``.
+        ``latency_on``, ``tool``, ``calibration_samples``, ``latency``, ``notes``,
+        ``tolerance`` (the atol/rtol of the verdicts) and ``evaluation_data`` (the data's path,
+        when it is a file).
     """
     accuracy_path, latency_path, options = _where_it_runs(variant, backend, threads)
     evaluation = evaluate(accuracy_path, eval_data, reference=reference, backend=backend,
-                          backend_options=options or None, metric=metric)
+                          backend_options=options or None, atol=atol, rtol=rtol, metric=metric)
     engine = get_backend(backend).build(latency_path, options or None)
     latency, first = _benchmark(engine, inputs, batch_sizes, iterations=iterations, warmup=warmup, rounds=rounds)
     record = variant.record
@@ -149,6 +159,8 @@ def measure_variant(
         calibration_samples=calib.get("num_samples") if variant.recipe.needs_calibration else None,
         latency=latency,
         notes=_emulation_note(variant, accuracy_path, latency_path),
+        tolerance={"atol": float(atol), "rtol": float(rtol)},
+        evaluation_data=str(Path(eval_data).expanduser().resolve()) if isinstance(eval_data, (str, Path)) else None,
     )
 
 

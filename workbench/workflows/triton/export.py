@@ -133,7 +133,11 @@ def export_triton(
         preferred = [int(b) for b in preferred_batch_sizes]
     else:
         preferred = preferred_from_sweep(sweep, mbs) if dynamic_batching else []
-    model_dir = Path(repository).expanduser() / name
+    root = Path(repository).expanduser()
+    if root.exists() and not root.is_dir():
+        raise TritonExportError(f"{root}: the repository must be a folder, and this is a file; give a folder "
+                                "(it is created if missing).")
+    model_dir = root / name
     warm_files, warm_entries = _warmup_files(warmup, plan["inputs"], mbs)
     request = ConfigRequest(
         name=name, platform=plan["platform"], inputs=plan["inputs"], outputs=plan["outputs"],
@@ -289,7 +293,12 @@ def sweep_from_results(path, results: ResultsTable | None = None) -> dict:
 def _onnx_plan(described: Mapping, max_batch_size: int | None) -> dict:
     # Triton's view of the I/O first (an unnamed input is Triton's refusal before the checker's),
     # then the full load: checker, external data.
-    inputs, outputs = onnx_io(onnx.load(str(described["path"]), load_external_data=False))
+    try:
+        stored = onnx.load(str(described["path"]), format="protobuf", load_external_data=False)
+    except Exception:  # not ONNX at all: load_model says what it is, in one line
+        load_model(described["path"], allow_unknown_domains=True)
+        raise
+    inputs, outputs = onnx_io(stored)
     load_model(described["path"], allow_unknown_domains=True)
     mbs = resolve_max_batch_size(inputs, outputs, max_batch_size, default=DEFAULT_MAX_BATCH)
     path = Path(described["path"])
