@@ -23,8 +23,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from workbench.analysis.metrics import binomial_stderr, samples_to_resolve
-from workbench.doctor import diagnose, make_teaching_case
+from workbench.doctor.diagnose import diagnose
 from workbench.doctor.fix import search_exclusions
+from workbench.doctor.teaching import make_teaching_case
 from workbench.workflows.doctor import doctor_command
 
 STEPS, CLASSES = 16, 12
