@@ -61,8 +61,11 @@ def check_tradeoff_figures(nb):
     shown = [fig for c in nb.cells if "tradeoff_figure(" in c.source or c.source.strip().startswith("figures[")
              for fig in figures(c)]
     assert len(shown) == 2
-    for fig in shown:
+    for fig, model in zip(shown, ("digits_cnn", "digits_transformer")):
         assert [t for t in fig["data"] if t.get("name") == "Pareto front"]
+        assert fig["layout"]["title"]["text"].startswith(f"{model} — ")  # each title names its model
+        low, high = fig["layout"]["yaxis"]["range"]
+        assert 0 <= low and high <= 1  # top-1 axis within 0-100 %
 
 
 def check_pytorch_export(nb):

@@ -23,6 +23,7 @@ from workbench.errors import WorkbenchError
 from workbench.model import load_model
 from workbench.samples import sample_data_path, sample_path
 from workbench.tables import pareto_front
+from workbench.workflows.triton.config import ONNX_TO_TRITON
 
 TEACHING_CASE = "digits_cnn_conv1_c5_x300"
 
@@ -109,6 +110,15 @@ def _binomial_error(path):
     return 100 * math.sqrt(p * (1 - p) / len(labels))
 
 
+def _triton_type(path):
+    proto = load_model(path or sample_path("digits_cnn")).proto
+    return ONNX_TO_TRITON[proto.graph.input[0].type.tensor_type.elem_type]
+
+
+def _triton_dims(path):
+    return [int(d) for d in load_model(path or sample_path("digits_cnn")).summary.inputs[0]["shape"][1:]]
+
+
 def _opset(path):
     return load_model(path).summary.opset
 
@@ -149,6 +159,11 @@ EXERCISES: dict[str, _Exercise] = {
     "tradeoff-noise": _Exercise(
         "The binomial standard error of digits_cnn's FP32 top-1 on its evaluation split, in points?",
         _binomial_error, tolerance=0.02, hint="sqrt(p (1 - p) / n), times 100."),
+    "triton-datatype": _Exercise("Which Triton data type does config.pbtxt give digits_cnn's input?",
+                                 _triton_type, hint="float32 in ONNX; Triton names types TYPE_..."),
+    "triton-dims": _Exercise("Which dims does config.pbtxt list for digits_cnn's input? A list, without "
+                             "the batch dimension (Triton adds it from max_batch_size).", _triton_dims,
+                             hint="the input's shape without its first (batch) dimension."),
     "pytorch-opset": _Exercise("Which opset did your export write?", _opset, hint="summary.opset"),
     "pytorch-batch-dim": _Exercise("What is the name of your exported model's dynamic batch dimension?",
                                    _batch_dim, hint="the dynamic_axes (or dynamic_shapes) you passed."),

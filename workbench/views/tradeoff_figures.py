@@ -220,7 +220,12 @@ def tradeoff_figure(
             ))
     fig.add_trace(go.Scatter(**_highlight(rows, x, y, selected)))
     titles = {axis: metric_axis_title(rows) for axis in (x, y) if axis == "metric_value"}
-    _layout(fig, x, y, shown=len(rows), total=len(frame), color=color, titles=titles)
+    models = sorted({_text(m) for m in rows["model"]}) if "model" in rows.columns else []
+    _layout(fig, x, y, shown=len(rows), total=len(frame), color=color, titles=titles, models=models)
+    if y in FRACTION_COLUMNS and len(rows):  # an accuracy axis never leaves 0-100 %
+        low, high = float(rows[y].min()), float(rows[y].max())
+        pad = max(0.1 * (high - low), 0.005)
+        fig.update_yaxes(range=[max(0.0, low - pad), min(1.0, high + pad)])
     return fig
 
 def _highlight(rows: pd.DataFrame, x: str, y: str, selected: str | None) -> dict:
@@ -233,9 +238,11 @@ def _highlight(rows: pd.DataFrame, x: str, y: str, selected: str | None) -> dict
     )
 
 def _layout(fig: go.Figure, x: str, y: str, *, shown: int, total: int, color: str | None,
-            titles: Mapping[str, str] | None = None) -> None:
+            titles: Mapping[str, str] | None = None, models: Sequence[str] = ()) -> None:
     titles = dict(titles or {})
     title = f"Accuracy vs latency: {shown} variant{'s' if shown != 1 else ''}"
+    if models:  # the title names the model(s) the points belong to
+        title = f"{', '.join(models)} — accuracy vs latency: {shown} variant{'s' if shown != 1 else ''}"
     if shown < total:
         title += f" ({total - shown} without {x} or {y} not shown)"
     fig.update_layout(
