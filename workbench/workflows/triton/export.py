@@ -67,6 +67,7 @@ ENGINE_SUFFIXES = (".plan", ".engine", ".trt")
 NGC_RELEASE_ENV = "WORKBENCH_NGC_RELEASE"  # set in the workbench's Docker image: the NGC release it is built on
 
 
+# long: half of it is the docstring of its 14 options; the body is the export's phases in order
 def export_triton(
     source,
     repository,
