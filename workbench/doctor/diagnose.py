@@ -204,6 +204,7 @@ class _Options:
     latency_iterations: int
     fix: bool
     workspace: object
+    runner: Callable | None = None
 
 
 @dataclass
@@ -435,7 +436,7 @@ def _examine(data: _Data, options: _Options, phases: _Progress, started: float) 
     """
     phases.phase(PHASES[0], f"{data.labels.shape[0]} evaluation samples")
     evaluator = Evaluator(data.loaded.path, data.calib, data.eval, data.labels, recipe=data.base,
-                          workspace=options.workspace)
+                          workspace=options.workspace, runner=options.runner)
     naive = _naive_accuracy(evaluator, data.base)
     phases.phase(PHASES[1], f"FP32 {100 * naive.fp32:.2f}%, naive INT8 {100 * naive.int8:.2f}% top-1")
     timings: dict[str, float] = {}
@@ -494,6 +495,7 @@ def diagnose(
     fix: bool = True,
     workspace=None,
     progress=None,
+    runner: Callable | None = None,
 ) -> Diagnosis:
     """Examine a model's INT8 variant: accuracy, layerwise error, ranges, calibration, culprits, fix.
 
@@ -520,6 +522,10 @@ def diagnose(
         progress: ``None`` (silent), ``"log"`` (one INFO line per phase on the ``workbench``
             logger, as the CLI shows), ``"tqdm"`` (a progress bar, for notebooks) or a callable
             taking one message per phase.
+        runner: Where full evaluations run: None here, else a callable
+            ``runner(evaluator, configs)`` (see :class:`~workbench.doctor.fix.Evaluator`;
+            ``workbench.workflows.doctor_jobs.evaluation_runner`` makes one for a Dask cluster).
+            Independent evaluations (calibration alternatives, calibration sizes) go together.
 
     Returns:
         The :class:`Diagnosis`.
@@ -534,30 +540,26 @@ def diagnose(
     data = _load_data(model, calib, eval, recipe=recipe, method=method, per_channel=per_channel, methods=methods,
                       calib_sizes=calib_sizes)
     options = _Options(target, tuple(methods), layerwise_samples, calib_sizes, outlier_factor, latency,
-                       latency_iterations, fix, workspace)
+                       latency_iterations, fix, workspace, runner)
     return _examine(data, options, phases, started)
 
 
 def _search_fix(evaluator, naive_config, int8_acc, ranking, flags, outliers, clips, base_method, methods, passes):
     """Calibration alternatives the evidence points at, then the exclusion search."""
-    alternatives = []
-    tried: list[tuple[Config, float]] = [(naive_config, int8_acc)]
+    candidates = []  # (config, what, why): independent, so evaluated together
     if outliers:
-        config = Config.make(method=base_method, drop_samples=[o["sample"] for o in outliers])
-        value = evaluator(config, "drop outlier calibration samples")
-        alternatives.append({"config": config.to_dict(), "top1": value, "passed": passes(value),
-                             "why": f"{len(outliers)} calibration sample(s) far outside the rest"})
-        tried.append((config, value))
+        candidates.append((Config.make(method=base_method, drop_samples=[o["sample"] for o in outliers]),
+                           "drop outlier calibration samples",
+                           f"{len(outliers)} calibration sample(s) far outside the rest"))
     flagged = {(f["node"], f["tensor"]) for f in flags if f["kind"] in ("heavy-tail", "saturation", "channel-outlier")}
     if flagged:
-        for m in methods:
-            if m == base_method or not method_helps(clips, base_method, m, flagged):
-                continue
-            config = Config.make(method=m)
-            value = evaluator(config, f"method {m}")
-            alternatives.append({"config": config.to_dict(), "top1": value, "passed": passes(value),
-                                 "why": f"{m} clips a flagged range at least 2x tighter than {base_method}"})
-            tried.append((config, value))
+        candidates += [(Config.make(method=m), f"method {m}",
+                        f"{m} clips a flagged range at least 2x tighter than {base_method}")
+                       for m in methods if m != base_method and method_helps(clips, base_method, m, flagged)]
+    values = evaluator.evaluate_many([c for c, _, _ in candidates], [w for _, w, _ in candidates])
+    alternatives = [{"config": config.to_dict(), "top1": value, "passed": passes(value), "why": why}
+                    for (config, _, why), value in zip(candidates, values)]
+    tried: list[tuple[Config, float]] = [(naive_config, int8_acc)] + [(c, v) for (c, _, _), v in zip(candidates, values)]
     passing = [(c, v) for c, v in tried[1:] if passes(v)]
     if passing:
         config, value = max(passing, key=lambda cv: cv[1])
@@ -622,10 +624,9 @@ def accuracy_vs_calibration_size(evaluator: Evaluator, sizes: Sequence[int], met
     bad = [s for s in sizes if int(s) < 1]
     if bad:
         raise DoctorError(f"calibration sizes must be at least 1, got {bad}.")
-    curve = []
-    for n in sorted({int(s) for s in sizes if int(s) <= available}):
-        config = Config.make(method=method, num_samples=None if n == available else n)
-        curve.append({"num_samples": n, "top1": evaluator(config, f"calibration size {n}")})
-    return curve
+    counts = sorted({int(s) for s in sizes if int(s) <= available})
+    configs = [Config.make(method=method, num_samples=None if n == available else n) for n in counts]
+    values = evaluator.evaluate_many(configs, [f"calibration size {n}" for n in counts])
+    return [{"num_samples": n, "top1": value} for n, value in zip(counts, values)]
 
 

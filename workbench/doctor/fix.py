@@ -96,13 +96,14 @@ def quantize_int8(model_path, calib: Mapping[str, np.ndarray], *, recipe=None, c
 
 @dataclass
 class Evaluation:
-    """One full pass over the evaluation set."""
+    """One full pass over the evaluation set (``worker``: the Dask worker that ran it, None here)."""
 
     what: str
     config: dict | None
     top1: float
     seconds: float
     path: str
+    worker: str | None = None
 
 
 @dataclass
@@ -115,6 +116,10 @@ class Evaluator:
         inputs, labels: The evaluation set.
         recipe: The base recipe.
         workspace: Variant folder.
+        runner: None to evaluate here; else ``runner(evaluator, configs) -> [{"top1", "seconds",
+            "path", "worker"}]``, which evaluates the configurations elsewhere (in parallel) the
+            way :meth:`evaluate_here` does (``workbench.workflows.doctor_jobs`` makes one for a
+            Dask cluster).
         log: Every evaluation run, in order.
     """
 
@@ -126,6 +131,7 @@ class Evaluator:
     workspace: object = None
     all_nodes: frozenset = frozenset()
     fp32_top1: float | None = None
+    runner: Callable | None = None
     log: list[Evaluation] = field(default_factory=list)
     _cache: dict = field(default_factory=dict)
     _variants: dict = field(default_factory=dict)
@@ -161,21 +167,48 @@ class Evaluator:
 
     def __call__(self, config: Config, what: str = "search") -> float:
         """Top-1 of ``config`` (a full evaluation unless known)."""
-        known = self.known(config)
-        if known is not None:
-            return known
+        return self.evaluate_many([config], what)[0]
+
+    def evaluate_here(self, config: Config) -> dict:
+        """One full evaluation of ``config`` in this process (what a runner runs on a worker).
+
+        Returns:
+            ``{"top1", "seconds", "path", "worker": None}``.
+        """
         started = time.perf_counter()
         variant = self.variant(config)
         value = top1_accuracy(variant.ort_path, self.inputs, self.labels, options=variant.ort_session_options,
                               batch_size=256)
-        self._cache[config] = value
-        self.log.append(Evaluation(what, config.to_dict(), value, time.perf_counter() - started, str(variant.path)))
-        return value
+        return {"top1": value, "seconds": time.perf_counter() - started, "path": str(variant.path), "worker": None}
+
+    def evaluate_many(self, configs: Sequence[Config], what: str | Sequence[str] = "search") -> list[float]:
+        """Top-1 of each configuration; those not yet known are evaluated together (in parallel with a runner).
+
+        Args:
+            configs: The configurations.
+            what: The log's label, one for all or one per configuration.
+
+        Returns:
+            The top-1 values, in order.
+        """
+        whats = [what] * len(configs) if isinstance(what, str) else list(what)
+        todo = {}
+        for config, label in zip(configs, whats):
+            if self.known(config) is None and config not in todo:
+                todo[config] = label
+        if todo:
+            outcomes = (self.runner(self, list(todo)) if self.runner is not None
+                        else [self.evaluate_here(c) for c in todo])
+            for (config, label), outcome in zip(todo.items(), outcomes):
+                self._cache[config] = outcome["top1"]
+                self.log.append(Evaluation(label, config.to_dict(), outcome["top1"], outcome["seconds"],
+                                           outcome["path"], outcome.get("worker")))
+        return [self.known(c) for c in configs]
 
     def log_dicts(self) -> list[dict]:
-        """The evaluation log as JSON-able dicts (``what``, ``config``, ``top1``, ``seconds``, ``path``)."""
-        return [{"what": e.what, "config": e.config, "top1": e.top1, "seconds": round(e.seconds, 4), "path": e.path}
-                for e in self.log]
+        """The evaluation log as JSON-able dicts (``what``, ``config``, ``top1``, ``seconds``, ``path``, ``worker``)."""
+        return [{"what": e.what, "config": e.config, "top1": e.top1, "seconds": round(e.seconds, 4), "path": e.path,
+                 "worker": e.worker} for e in self.log]
 
 
 @dataclass

@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -36,6 +37,9 @@ from workbench.model import load_model
 from workbench.precision.variants import Variant, as_recipe, make_variant
 from workbench.progress import resolve_progress
 from workbench.tables.results import make_row
+from workbench.workflows.cluster import open_runner
+from workbench.workflows.jobs import in_process_facts, utc_now
+from workbench.workflows.sweep_jobs import items_for, measure_items
 
 BACKENDS = ("onnxruntime", "tensorrt")
 
@@ -98,6 +102,7 @@ def measure_variant(
     warmup: int = 5,
     threads: int | None = None,
     rounds: int = 1,
+    parts: Sequence[str] = ("accuracy", "latency"),
 ) -> dict:
     """Evaluate and benchmark one variant on one backend; return its results row.
 
@@ -115,16 +120,21 @@ def measure_variant(
         threads: ORT ``intra_op_num_threads`` (None: ORT's default).
         rounds: Benchmark each batch size this many times and keep the run with the lowest
             median (on a shared machine other work only ever adds time).
+        parts: ``"accuracy"`` and/or ``"latency"``: what to measure (a cluster runs them as
+            separate jobs; the row of one part has no figures of the other).
 
     Returns:
         A :func:`~workbench.tables.results.make_row` row with extra columns ``accuracy_on``,
         ``latency_on``, ``tool``, ``calibration_samples``, ``latency`` and ``notes``.
     """
     accuracy_path, latency_path, options = _where_it_runs(variant, backend, threads)
-    evaluation = evaluate(accuracy_path, eval_data, reference=reference, backend=backend,
-                          backend_options=options or None)
-    engine = get_backend(backend).build(latency_path, options or None)
-    latency, first = _benchmark(engine, inputs, batch_sizes, iterations=iterations, warmup=warmup, rounds=rounds)
+    evaluation, latency, first = None, {}, None
+    if "accuracy" in parts:
+        evaluation = evaluate(accuracy_path, eval_data, reference=reference, backend=backend,
+                              backend_options=options or None)
+    if "latency" in parts:
+        engine = get_backend(backend).build(latency_path, options or None)
+        latency, first = _benchmark(engine, inputs, batch_sizes, iterations=iterations, warmup=warmup, rounds=rounds)
     record = variant.record
     calib = record.get("calibration") or {}
     tool = record.get("tool") or {}
@@ -231,6 +241,7 @@ def measure_variants(
     remeasure: bool = False,
     workspace=None,
     progress: bool = True,
+    client=None,
 ) -> list[dict]:
     """Make, evaluate and benchmark every recipe's variant of ``model``: one results row each.
 
@@ -253,8 +264,15 @@ def measure_variants(
         remeasure: With a ``table``, a variant already measured there (same variant file, backend
             and batch sizes) is returned from the table instead of measured and added again, so
             re-running a notebook does not duplicate rows; True measures and adds it anyway.
-        workspace: Folder for the variants (default: the workspace's ``variants``).
-        progress: Show a progress bar over the grid.
+        workspace: Folder for the variants (default: the workspace's ``variants``; on a
+            cluster, each worker's).
+        progress: Show a progress bar over the grid (with a cluster, also the Dask dashboard's link).
+        client: None to run here; a ``dask.distributed.Client`` or a scheduler address
+            (``tcp://HOST:PORT``) to run on that cluster (:mod:`workbench.workflows.cluster`):
+            accuracy jobs fan out, latency jobs hold a worker's ``bench``/``GPU`` resource, and a
+            failed job comes back as a row with ``error`` (not added to ``table``) while the rest
+            go on. Every row records ``worker`` (None here), ``host``, ``machine``, ``started``,
+            ``finished`` and ``jobs``.
 
     Returns:
         The rows, in recipe order then backend order; each has an ``id`` when it is in ``table``.
@@ -262,6 +280,7 @@ def measure_variants(
     Raises:
         SweepError: Invalid arguments (no recipes, unknown backend, TensorRT unavailable...).
         VariantError, RecipeError, InputDataError: From making or evaluating a variant.
+        ClusterError: ``client`` cannot be used (unreachable, no workers, no ``bench`` resource).
     """
     recipes, backends, batch_sizes = _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds)
     _check_data(recipes, calib, eval_data)
@@ -271,20 +290,88 @@ def measure_variants(
     inputs = _eval_inputs(eval_data, [i["name"] for i in loaded.summary.inputs])
     measured = _measured_rows(table, batch_sizes) if table is not None and not remeasure else {}
     bench = dict(batch_sizes=batch_sizes, iterations=iterations, warmup=warmup, threads=threads, rounds=rounds)
+    if client is not None:
+        return _measure_on(client, model_path, name, recipes, calib, eval_data, backends=backends,
+                           settings={**bench, "workspace": workspace}, table=table, progress=progress)
     rows = []
     with resolve_progress(progress).task(f"measure {name}", len(recipes) * len(backends), unit="variant") as task:
         for recipe in recipes:
             task.update(0, message=_label(recipe))
-            uses_calib = recipe.needs_calibration or recipe.precision == "fp16"  # fp16: range safeguard
-            variant = make_variant(loaded, recipe, calib if uses_calib else None, workspace=workspace, progress=False)
+            variant = make_variant(loaded, recipe, calib if _uses_calib(recipe) else None, workspace=workspace,
+                                   progress=False)
             for backend in backends:
                 row = measured.get((str(variant.path), backend))
                 if row is None:
+                    started, clock = utc_now(), time.perf_counter()
                     row = measure_variant(variant, name, model_path, eval_data, inputs, backend=backend, **bench)
+                    row.update(in_process_facts(started, clock), **variant_facts(variant))
                     if table is not None:
                         row["id"] = table.add(row)
                 rows.append(row)
                 task.update(1)
+    return rows
+
+
+def _uses_calib(recipe) -> bool:
+    """Whether a recipe's variant is made with the calibration data (fp16: its range safeguard)."""
+    return recipe.needs_calibration or recipe.precision == "fp16"
+
+
+def variant_facts(variant) -> dict:
+    """The columns that name a variant by content: its cache key and its file's SHA-256."""
+    return {"variant_key": variant.record.get("key"), "variant_sha256": variant.record["file"]["sha256"]}
+
+
+def measure_part(model, recipe, calib, eval_data, *, backend: str, model_name: str,
+                 parts: Sequence[str] = ("accuracy", "latency"), workspace=None, **bench) -> dict:
+    """One job of a sweep, wherever it runs: make (or reuse) the variant, then measure ``parts`` of it.
+
+    Args:
+        model: The FP32 model file (a path where the job runs).
+        recipe: The recipe (dict or Recipe).
+        calib: Calibration data (a path where the job runs), or None when the recipe uses none.
+        eval_data: Labelled evaluation data (a path where the job runs).
+        backend, model_name, parts: As :func:`measure_variant` takes them.
+        workspace: Folder for the variants (None: the workspace's ``variants`` where the job runs).
+        **bench: ``batch_sizes``, ``iterations``, ``warmup``, ``threads``, ``rounds``.
+
+    Returns:
+        :func:`measure_variant`'s row, with :func:`variant_facts`.
+    """
+    loaded = load_model(model)
+    variant = make_variant(loaded, as_recipe(recipe), calib, workspace=workspace, progress=False)
+    inputs = _eval_inputs(eval_data, [i["name"] for i in loaded.summary.inputs])
+    row = measure_variant(variant, model_name, loaded.path, eval_data, inputs, backend=backend, parts=parts, **bench)
+    row.update(variant_facts(variant))
+    return row
+
+
+def sweep_items(model, recipes, calib=None, eval_data=None, *, model_name: str | None = None,
+                backends: Sequence[str] = ("onnxruntime",), **settings) -> list:
+    """A sweep's grid (every recipe on every backend) as items for :func:`~workbench.workflows.sweep_jobs.measure_items`.
+
+    Args:
+        model, recipes, calib, eval_data, model_name, backends: As :func:`measure_variants`.
+        **settings: Keywords of :func:`measure_part` (``batch_sizes``, ``threads``, ``workspace``...).
+
+    Returns:
+        :class:`~workbench.workflows.sweep_jobs.MeasureItem` objects, recipe order then backend order.
+    """
+    model_path = Path(getattr(model, "path", model))
+    return items_for(model_path, [as_recipe(r) for r in recipes], calib, eval_data, backends=backends,
+                     model_name=model_name or model_path.stem, label=_label, uses_calib=_uses_calib,
+                     settings=settings)
+
+
+def _measure_on(client, model_path: Path, name: str, recipes, calib, eval_data, *, backends, settings: dict,
+                table, progress) -> list[dict]:
+    """:func:`measure_variants` on a cluster: the grid as jobs (see :mod:`workbench.workflows.sweep_jobs`)."""
+    items = sweep_items(model_path, recipes, calib, eval_data, model_name=name, backends=backends, **settings)
+    with open_runner(client) as runner:
+        rows = measure_items(runner, items, job=measure_part, progress=progress)
+    for row in rows:
+        if table is not None and not row.get("error"):
+            row["id"] = table.add(row)
     return rows
 
 
