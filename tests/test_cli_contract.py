@@ -107,6 +107,10 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
                                         "--layerwise-samples", "0"]),
             ("bad calibration npz", ["doctor", MODEL, "--calib", files["bad npz"], "--eval", EVAL]),
             ("evaluation with NaN", ["doctor", MODEL, "--calib", CALIB, "--eval", files["npz with NaN"]]),
+            ("scheduler address without a port", ["doctor", MODEL, "--calib", CALIB, "--eval", EVAL,
+                                                  "--scheduler", "my-laptop"]),
+            ("no scheduler at the address", ["doctor", MODEL, "--calib", CALIB, "--eval", EVAL,
+                                             "--scheduler", "tcp://127.0.0.1:1"]),
         ]),
     }
 

@@ -263,24 +263,20 @@ def measure_variants(
         table: A :class:`~workbench.tables.results.ResultsTable` to add the rows to, or None.
         remeasure: With a ``table``, a variant already measured there (same variant file, backend
             and batch sizes) is returned from the table instead of measured and added again, so
-            re-running a notebook does not duplicate rows; True measures and adds it anyway.
+            re-running a notebook does not duplicate rows; True measures and adds it anyway (here only).
         workspace: Folder for the variants (default: the workspace's ``variants``; on a
             cluster, each worker's).
         progress: Show a progress bar over the grid (with a cluster, also the Dask dashboard's link).
-        client: None to run here; a ``dask.distributed.Client`` or a scheduler address
-            (``tcp://HOST:PORT``) to run on that cluster (:mod:`workbench.workflows.cluster`):
-            accuracy jobs fan out, latency jobs hold a worker's ``bench``/``GPU`` resource, and a
-            failed job comes back as a row with ``error`` (not added to ``table``) while the rest
-            go on. Every row records ``worker`` (None here), ``host``, ``machine``, ``started``,
-            ``finished`` and ``jobs``.
+        client: None to run here; a ``dask.distributed.Client`` or scheduler address to run there
+            (:mod:`~workbench.workflows.sweep_jobs`: rows of failed jobs have ``error``, not in ``table``).
 
     Returns:
         The rows, in recipe order then backend order; each has an ``id`` when it is in ``table``.
 
     Raises:
         SweepError: Invalid arguments (no recipes, unknown backend, TensorRT unavailable...).
-        VariantError, RecipeError, InputDataError: From making or evaluating a variant.
-        ClusterError: ``client`` cannot be used (unreachable, no workers, no ``bench`` resource).
+        VariantError, RecipeError, InputDataError, ClusterError: From making or evaluating a
+            variant, or a ``client`` that cannot be used (unreachable, no ``bench`` resource...).
     """
     recipes, backends, batch_sizes = _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds)
     _check_data(recipes, calib, eval_data)
@@ -302,14 +298,19 @@ def measure_variants(
             for backend in backends:
                 row = measured.get((str(variant.path), backend))
                 if row is None:
-                    started, clock = utc_now(), time.perf_counter()
-                    row = measure_variant(variant, name, model_path, eval_data, inputs, backend=backend, **bench)
-                    row.update(in_process_facts(started, clock), **variant_facts(variant))
+                    row = _measure_here(variant, name, model_path, eval_data, inputs, backend, bench)
                     if table is not None:
                         row["id"] = table.add(row)
                 rows.append(row)
                 task.update(1)
     return rows
+
+
+def _measure_here(variant, name: str, model_path, eval_data, inputs, backend: str, bench: dict) -> dict:
+    """:func:`measure_variant` in this process, the row noting where and when, and the variant's hashes."""
+    started, clock = utc_now(), time.perf_counter()
+    row = measure_variant(variant, name, model_path, eval_data, inputs, backend=backend, **bench)
+    return {**row, **in_process_facts(started, clock), **variant_facts(variant)}
 
 
 def _uses_calib(recipe) -> bool:
