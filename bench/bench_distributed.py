@@ -11,8 +11,9 @@ methods and two calibration sizes), accuracy only (no benchmarks), every variant
 
 with ONNX Runtime at 1 intra-op thread everywhere (else each process would spread over every
 core and the comparison would measure oversubscription). Each mode runs ``--rounds`` times,
-interleaved; the best wall time counts. The figures of all runs must agree (same variant
-hashes, same top-1): that is checked, not assumed.
+interleaved (so drifting load from other processes hits every mode alike); the table shows the
+median and the best wall time of each mode and the speed-ups of the medians. The figures of all
+runs must agree (same variant hashes, same top-1): that is checked, not assumed.
 
 What bounds the ratio is printed with it: the cores (2 here, shared by the client, the
 scheduler and the workers), the load from other processes (load average before and after),
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -90,35 +92,50 @@ def main(argv=None) -> None:
         warm(client)
     runners = {"one process": LocalRunner(), **{f"{n} worker{'s' if n > 1 else ''}": ClusterRunner(c)
                                                  for n, c in clusters.items()}}
-    best: dict[str, dict] = {}
+    runs: dict[str, list[dict]] = {tag: [] for tag in runners}
     try:
         for round_ in range(args.rounds):
             for tag, runner in runners.items():
-                result = run(runner, root, f"{tag.replace(' ', '-')}-{round_}")
-                if tag not in best or result["wall_s"] < best[tag]["wall_s"]:
-                    best[tag] = result
+                runs[tag].append(run(runner, root, f"{tag.replace(' ', '-')}-{round_}"))
+                runs[tag][-1]["load_average"] = os.getloadavg()[0]
     finally:
         for client in clusters.values():
             client.close()
             client.cluster.close()
-    load_after = os.getloadavg()
-    figures = {tag: r.pop("figures") for tag, r in best.items()}
-    agree = all(f == figures["one process"] for f in figures.values())
-    base = best["one process"]["wall_s"]
-    for tag, r in best.items():
-        r["speedup"] = base / r["wall_s"]
-        r["parallel_efficiency"] = r["job_seconds"] / (r["wall_s"] * max(1, len(r["workers"])))
-    print(f"accuracy sweep: {len(MODELS)} models x {len(RECIPES)} recipes = {len(figures['one process'])} variants, "
-          f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after")
-    print(f"{'mode':<14} {'wall (s)':>9} {'speed-up':>9} {'job s':>8} {'busy':>6} {'longest job':>12}")
-    for tag, r in best.items():
-        print(f"{tag:<14} {r['wall_s']:9.2f} {r['speedup']:8.2f}x {r['job_seconds']:8.2f} "
-              f"{r['parallel_efficiency']:6.0%} {r['longest_job_s']:11.2f}s")
-    print(f"same variants and top-1 in every mode: {agree}")
+    report(runs, root, load_before, os.getloadavg(), args.rounds)
+
+
+def report(runs: dict[str, list[dict]], root: Path, load_before, load_after, rounds: int) -> None:
+    """Print the table and write the JSON (every round's figures, each mode's median and best)."""
+    figures = [r.pop("figures") for mode in runs.values() for r in mode]
+    agree = all(f == figures[0] for f in figures)
+    summary = {}
+    for tag, mode in runs.items():
+        walls = [r["wall_s"] for r in mode]
+        median = statistics.median(walls)
+        typical = min(mode, key=lambda r: abs(r["wall_s"] - median))
+        summary[tag] = {"median_wall_s": median, "best_wall_s": min(walls), "walls_s": walls,
+                        "job_seconds_median": statistics.median(r["job_seconds"] for r in mode),
+                        "longest_job_s": typical["longest_job_s"], "workers": len(typical["workers"]),
+                        "busy": typical["job_seconds"] / (typical["wall_s"] * max(1, len(typical["workers"])))}
+    base = summary["one process"]
+    for entry in summary.values():
+        entry["speedup_median"] = base["median_wall_s"] / entry["median_wall_s"]
+        entry["speedup_best"] = base["best_wall_s"] / entry["best_wall_s"]
+    print(f"accuracy sweep: {len(MODELS)} models x {len(RECIPES)} recipes = {len(figures[0])} variants, "
+          f"{os.cpu_count()} cores, load average {load_before[0]:.1f} before / {load_after[0]:.1f} after, "
+          f"{rounds} rounds")
+    print(f"{'mode':<12} {'median s':>9} {'best s':>7} {'speed-up':>9} {'(best)':>7} {'job s':>7} {'busy':>5} "
+          f"{'longest job':>11}")
+    for tag, e in summary.items():
+        print(f"{tag:<12} {e['median_wall_s']:9.2f} {e['best_wall_s']:7.2f} {e['speedup_median']:8.2f}x "
+              f"{e['speedup_best']:6.2f}x {e['job_seconds_median']:7.2f} {e['busy']:5.0%} {e['longest_job_s']:10.2f}s")
+    print(f"same variants and top-1 in every run: {agree}")
     write_atomic(RESULTS, json.dumps({
-        "models": list(MODELS), "recipes": [r.label for r in RECIPES], "variants": len(figures["one process"]),
-        "cpu_count": os.cpu_count(), "load_average_before": load_before, "load_average_after": load_after,
-        "rounds": args.rounds, "results": best, "figures_agree": agree,
+        "models": list(MODELS), "recipes": [i.label for i in items(root)[:len(RECIPES)]],
+        "variants": len(figures[0]), "cpu_count": os.cpu_count(), "load_average_before": load_before,
+        "load_average_after": load_after, "rounds": rounds, "summary": summary, "runs": runs,
+        "figures_agree": agree,
     }, indent=2) + "\n")
     print(f"wrote {RESULTS}")
 

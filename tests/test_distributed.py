@@ -21,6 +21,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import distributed  # in the test extra, so CI has it: these tests never skip
 import numpy as np
 import pandas as pd
 import pytest
@@ -34,8 +35,6 @@ from workbench.views.tradeoff_figures import VARIANTS, tradeoff_figure
 from workbench.workflows.cluster import ClusterRunner, connect, open_runner
 from workbench.workflows.jobs import ClusterError, FileRef, JobError, arrays_ref
 from workbench.workflows.sweep import measure_variants
-
-distributed = pytest.importorskip("distributed")  # in the test extra: CI always has it
 
 DASK = str(Path(sys.executable).with_name("dask"))
 MODELS = ("digits_cnn", "digits_transformer")

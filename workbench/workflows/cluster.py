@@ -248,7 +248,7 @@ class ClusterRunner:
     def dashboard_link(self) -> str | None:
         """The Dask dashboard's URL (None when the scheduler runs none)."""
         try:
-            if "dashboard" not in (self.client.scheduler_info(n_workers=0).get("services") or {}):
+            if "dashboard" not in (self._info().get("services") or {}):
                 return None  # started without one (or without bokeh)
             return self.client.dashboard_link
         except Exception:  # the link is a convenience, never a failure
@@ -256,7 +256,13 @@ class ClusterRunner:
 
     def workers(self) -> dict[str, dict]:
         """Worker address -> its scheduler record (``resources``, ``nthreads``, ``host``...)."""
-        return dict(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        return dict(self._info().get("workers", {}))
+
+    def _info(self) -> dict:
+        try:
+            return dict(self.client.scheduler_info(n_workers=-1))  # every worker (newer Dask lists 5 by default)
+        except TypeError:  # older Dask: no n_workers, lists them all
+            return dict(self.client.scheduler_info())
 
     def check_workers(self, timeout: float) -> None:
         """Wait for a worker, and check that the workers import this workbench.
