@@ -198,6 +198,10 @@ def test_a_latency_resource_no_worker_offers_is_refused_before_anything_runs(clu
     with pytest.raises(ClusterError, match=r"resource\(s\) \['GPU'\].*--resources GPU=1"):
         measure_variants(sample_path("digits_cnn"), [Recipe("fp32")], None, sample_data_path("digits_cnn", "eval"),
                          client=runner, **SWEEP)
+    # TensorRT is the workers' business, not this machine's: refused for want of a GPU worker
+    with pytest.raises(ClusterError, match=r"\['GPU'\]"):
+        measure_variants(sample_path("digits_cnn"), [Recipe("fp32")], None, sample_data_path("digits_cnn", "eval"),
+                         backends=("tensorrt",), client=cluster.address, **SWEEP)
 
 
 def test_the_doctor_on_a_cluster_reports_what_it_reports_in_process(cluster, tmp_path, monkeypatch, capsys):

@@ -48,7 +48,8 @@ class SweepError(WorkbenchError, ValueError):
     """A sweep argument is invalid; the message names it and the fix."""
 
 
-def _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds=1) -> tuple[list, tuple, tuple]:
+def _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds=1, *,
+                here: bool = True) -> tuple[list, tuple, tuple]:
     if isinstance(recipes, (str, Mapping)) or not isinstance(recipes, Iterable):
         raise SweepError("recipes must be a list of Recipe objects (or precision names / recipe dicts); "
                          f"got {type(recipes).__name__}. Wrap a single recipe in a list.")
@@ -59,7 +60,7 @@ def _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds=1) ->
     bad = [b for b in backends if b not in BACKENDS]
     if bad or not backends:
         raise SweepError(f"backends {list(backends)}: each must be one of {BACKENDS}.")
-    if "tensorrt" in backends:
+    if "tensorrt" in backends and here:  # on a cluster the workers must have it, not this machine
         problem = tensorrt_status()
         if problem:
             raise SweepError(f"backend 'tensorrt' asked for but cannot run here: {problem}")
@@ -264,8 +265,7 @@ def measure_variants(
         remeasure: With a ``table``, a variant already measured there (same variant file, backend
             and batch sizes) is returned from the table instead of measured and added again, so
             re-running a notebook does not duplicate rows; True measures and adds it anyway (here only).
-        workspace: Folder for the variants (default: the workspace's ``variants``; on a
-            cluster, each worker's).
+        workspace: Folder for the variants (default: the workspace's ``variants``; each worker's on a cluster).
         progress: Show a progress bar over the grid (with a cluster, also the Dask dashboard's link).
         client: None to run here; a ``dask.distributed.Client`` or scheduler address to run there
             (:mod:`~workbench.workflows.sweep_jobs`: rows of failed jobs have ``error``, not in ``table``).
@@ -278,7 +278,8 @@ def measure_variants(
         VariantError, RecipeError, InputDataError, ClusterError: From making or evaluating a
             variant, or a ``client`` that cannot be used (unreachable, no ``bench`` resource...).
     """
-    recipes, backends, batch_sizes = _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds)
+    recipes, backends, batch_sizes = _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds,
+                                                 here=client is None)
     _check_data(recipes, calib, eval_data)
     model_path = Path(getattr(model, "path", model))
     name = model_name or model_path.stem
