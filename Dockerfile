@@ -7,6 +7,10 @@
 # The one place the container release is pinned; pick a release whose notes list TensorRT 11.x.
 ARG TRT_CONTAINER_TAG=26.10-py3
 FROM nvcr.io/nvidia/tensorrt:${TRT_CONTAINER_TAG}
+# The NGC release, recorded when an engine is exported for Triton: the Triton container of the same
+# release ships the same TensorRT (workbench serve --print-command picks its tag from it).
+ARG TRT_CONTAINER_TAG
+ENV WORKBENCH_NGC_RELEASE=${TRT_CONTAINER_TAG}
 
 RUN apt-get update && apt-get install -y --no-install-recommends make git \
     && rm -rf /var/lib/apt/lists/*

@@ -33,8 +33,6 @@ import contextlib
 import io
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -44,6 +42,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from machine import machine_info  # noqa: E402  (bench/machine.py)
+
 from workbench.datasets.calibration_sets import from_npz  # noqa: E402
 from workbench.precision.calibrator import (  # noqa: E402
     CalibrationOptions,
@@ -195,7 +195,7 @@ def main(argv=None) -> dict:
         "settings": {m: CalibrationOptions(m).to_dict() for m in METHODS},
         "rows": rows,
         "total_s": round(time.perf_counter() - started, 1),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine_info(),
         "versions": _versions(),
     }
     write_atomic(RESULTS, json.dumps(result, indent=2) + "\n")

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -39,6 +37,8 @@ import numpy as np
 import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from machine import machine_info  # noqa: E402  (bench/machine.py)
+
 from workbench.doctor.diagnose import diagnose  # noqa: E402
 from workbench.doctor.fix import Config, Evaluator, one_at_a_time  # noqa: E402
 from workbench.doctor.graph import quantized_nodes  # noqa: E402
@@ -111,10 +111,10 @@ def run_brute_force(case: dict, target: float, repeat: int) -> dict:
         naive = ev(naive_config, "naive")
         nodes = list(quantized_nodes(onnx.load(str(ev.variant(naive_config).path))))
         ev.all_nodes = frozenset(nodes)
-        passes = lambda top1: 100 * (fp32 - top1) <= target + 1e-9  # noqa: E731
+        passes = lambda top1: fp32 - top1 <= target + 1e-9  # noqa: E731  (the evaluator's top1 is in percent)
         result = one_at_a_time(nodes, lambda ex: ev(Config.make(exclude=ex)), passes) if not passes(naive) else None
         seconds = time.perf_counter() - started
-    return {"evaluations": ev.evaluations, "seconds": seconds, "fixed": result.top1 if result else naive,
+    return {"evaluations": ev.evaluations, "seconds": seconds, "fixed": (result.value if result else naive) / 100,
             "exclude": result.exclude if result else []}
 
 
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     payload = {
         "what": "INT8 doctor vs one-node-at-a-time: full evaluations and wall time to a fix",
         "target_drop_pp": args.target_drop,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": machine_info(),
         "runs": runs,
     }
     write_atomic(RESULTS, json.dumps(payload, indent=2, default=str) + "\n")

@@ -26,6 +26,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from machine import machine_info  # noqa: E402  (bench/machine.py)
+
 from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend  # noqa: E402
 from workbench.workspace import write_atomic  # noqa: E402
 
@@ -167,13 +169,13 @@ def main() -> int:
         "model": label,
         "onnxruntime": ort.__version__,
         "python": platform.python_version(),
-        "machine": platform.machine(),
+        "machine": machine_info(),
         "settings": {"graph_optimization_level": args.level, "intra_op_num_threads": args.threads,
                      "providers": engine.session.get_providers()},
         "goal": "ratio (benchmark median / bare median) within 3% of 1",
         "results": rows,
     }
-    write_atomic(args.out, json.dumps(result, indent=2))
+    write_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0
 

@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from machine import machine_info  # noqa: E402  (bench/machine.py)
+
 from workbench.precision import Recipe  # noqa: E402
 from workbench.samples import sample_data_path, sample_path  # noqa: E402
 from workbench.workflows.sweep import measure_variants, rows_frame  # noqa: E402
@@ -88,11 +88,8 @@ def main(argv=None) -> int:
         table[column] = table[column].map(lambda v: f"{v:.3f}")
     print(_markdown(table))
     print(f"\nseconds per model (making + measuring): {seconds}")
-    import onnxruntime
-
     payload = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                    "onnxruntime": onnxruntime.__version__},
+        "machine": machine_info(),
         "settings": {"iterations": args.iterations, "warmup": args.warmup, "threads": args.threads,
                      "rounds": args.rounds,
                      "batch_sizes": [1, 32]},

@@ -333,3 +333,164 @@ def test_nan_outputs_are_counted_and_fail(data):
     data_dict = result.to_dict()
     json.dumps(data_dict, allow_nan=False)
     assert data_dict["outputs"]["logits"]["nonfinite"] == 8 and data_dict["passed"] is False
+
+
+# --------------------------------------------------------------------------------------------
+# The metric and the verdict
+
+
+def test_fp16_passes_by_its_metric_and_fails_elementwise_tolerances(fp16_path, data, tmp_path):
+    """FP16 at 40+ dB: passed by default (top-1 within half a point of the reference, or arg-max agreement
+    without labels); not passed only when elementwise tolerances are asked for."""
+    result = evaluate(fp16_path, EVAL, reference=CNN)
+    assert result.verdict == "metric" and result.passed is True
+    assert result.metric.name == "top1" and result.metric.unit == "%"
+    assert result.metric.value == pytest.approx(100 * result.top1)
+    assert result.metric.reference_value == pytest.approx(100 * 358 / 360)
+    assert result.metric.target.minimum == pytest.approx(result.metric.reference_value - 0.5)
+    assert result.metric.stderr == pytest.approx(100 * np.sqrt(result.top1 * (1 - result.top1) / 360))
+    unlabeled = tmp_path / "unlabeled.npz"
+    np.savez(unlabeled, input=data[0])
+    plain = evaluate(fp16_path, unlabeled, reference=CNN)
+    assert plain.metric.name == "agreement" and plain.metric.value == 100.0 and plain.passed is True
+    strict = evaluate(fp16_path, EVAL, reference=CNN, atol=1e-5, rtol=1e-5)
+    assert strict.verdict == "tolerance" and strict.passed is False
+    assert strict.outputs["logits"].passed is False
+    by_sqnr = evaluate(fp16_path, EVAL, reference=CNN, metric="sqnr")
+    assert by_sqnr.metric.value == pytest.approx(by_sqnr.outputs["logits"].sqnr_db)
+    assert by_sqnr.metric.target.minimum == 30.0 and by_sqnr.passed is True
+    assert evaluate(fp16_path, EVAL, reference=CNN, metric="sqnr", target=200.0).passed is False
+
+
+def test_int8_verdict_by_metric_and_target(int8_path):
+    result = evaluate(int8_path, EVAL, reference=CNN)
+    drop = result.metric.reference_value - result.metric.value
+    assert result.passed is (drop <= 0.5 + 1e-9)
+    assert evaluate(int8_path, EVAL, reference=CNN, target_drop=5.0).passed is True
+    assert evaluate(int8_path, EVAL, target=99.9).passed is (result.metric.value >= 99.9)  # no reference needed
+    no_verdict = evaluate(int8_path, EVAL)  # no reference, no target: nothing to judge by
+    assert no_verdict.passed is None and no_verdict.verdict is None and no_verdict.metric.name == "top1"
+    assert "passed" not in no_verdict.to_dict()
+
+
+def _sequence_model(path):
+    """features [N, 4, 6] -> Conv1d -> logits [N, 6, 5] (per-position class scores)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(3).normal(size=(5, 4, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["features", "w"], ["h"], name="conv"),
+         helper.make_node("Transpose", ["h"], ["logits"], name="ntc", perm=[0, 2, 1])], "seq",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 4, 6])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 6, 5])],
+        [numpy_helper.from_array(weight, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_sequence_outputs_per_position_labels_and_agreement(tmp_path):
+    path = tmp_path / "seq.onnx"
+    _sequence_model(path)
+    x = np.random.default_rng(4).normal(size=(30, 4, 6)).astype(np.float32)
+    scores = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"features": x})[0]
+    labels = scores.argmax(-1)
+    labels[:10, 0] = (labels[:10, 0] + 1) % 5
+    result = evaluate(path, ({"features": x}, labels), reference=path)
+    assert result.metric.name == "top1" and result.metric.value == pytest.approx(100 * (1 - 10 / 180))
+    assert result.topk == {} and result.passed is True
+    engine = _Noisy(path)
+    noisy = evaluate(engine, ({"features": x}, None), reference=path, metric="agreement", batch_size=8)
+    expected = 100 * np.mean(np.concatenate(engine.returned).argmax(-1) == scores.argmax(-1))  # per position
+    assert noisy.metric.value == pytest.approx(expected) and 0 < noisy.metric.value < 100
+
+
+class _Noisy:
+    """An engine adding noise to the model's scores (a lossy variant), remembering what it returned."""
+
+    def __init__(self, path):
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.rng = np.random.default_rng(5)
+        self.returned = []
+
+    def run(self, inputs):
+        out = self.session.run(None, dict(inputs))[0]
+        out = out + self.rng.normal(scale=0.5, size=out.shape).astype(np.float32)
+        self.returned.append(out)
+        return {"logits": out}
+
+
+
+def test_evaluate_with_a_user_metric_and_bad_metric_arguments(int8_path, tmp_path, monkeypatch):
+    (tmp_path / "my_metrics.py").write_text(
+        "import numpy as np\n"
+        "def margin(outputs, reference, labels):\n"
+        "    top2 = np.sort(outputs['logits'], axis=1)[:, -2:]\n"
+        "    return top2[:, 1] - top2[:, 0]\n"
+        "margin.unit = 'logit'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = evaluate(int8_path, EVAL, reference=CNN, metric="python:my_metrics:margin", target=0.0)
+    logits = ort_logits(int8_path, np.load(EVAL)["input"])
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    assert result.metric.value == pytest.approx(float(np.mean(top2[:, 1] - top2[:, 0])), rel=1e-6)
+    assert result.metric.unit == "logit" and result.passed is True
+    with pytest.raises(EvaluationError, match="metric sqnr compares the variant's outputs with a reference"):
+        evaluate(int8_path, EVAL, metric="sqnr")
+    with pytest.raises(EvaluationError, match="atol/rtol compare each output with a reference"):
+        evaluate(int8_path, EVAL, atol=0.1)
+
+
+def test_evaluate_command_metric_json(fp16_path, tmp_path):
+    out = evaluate_command(str(fp16_path), str(EVAL), reference=str(CNN), metric="sqnr")
+    json.dumps(out, allow_nan=False)
+    for key in ("top1", "top5", "outputs", "passed", "min_cosine", "min_sqnr_db", "top1_agreement", "tolerance",
+                "warnings", "versions"):  # every key of before, kept
+        assert key in out, key
+    assert out["metric"] == "sqnr" and out["metric_unit"] == "dB" and out["metric_value"] > 40
+    assert out["metric_reference_value"] is None  # infinite SQNR of the reference against itself
+    assert out["verdict"] == "metric" and out["passed"] is True
+    assert out["target"]["minimum"] == 30.0 and out["target"]["source"] == "default"
+
+
+def test_evaluate_cli_metric_and_tolerances(fp16_path, capsys):
+    from workbench.cli import main
+
+    assert main(["evaluate", str(fp16_path), "--data", str(EVAL), "--reference", str(CNN), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metric"] == "top1" and out["passed"] is True and out["verdict"] == "metric"
+    assert main(["evaluate", str(fp16_path), "--data", str(EVAL), "--reference", str(CNN), "--atol", "1e-5",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdict"] == "tolerance" and out["passed"] is False
+    assert main(["evaluate", str(fp16_path), "--data", str(EVAL), "--reference", str(CNN), "--metric", "cosine"]) == 0
+    printed = capsys.readouterr().out
+    assert "cosine: " in printed and "passed (by metric)" in printed
+
+
+def test_inputs_with_a_sample_axis_and_inputs_fed_as_they_are(tmp_path):
+    """A state [2, N, 3] (samples on axis 1) and a scalar gain (fed as it is) beside the samples."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Transpose", ["state"], ["t"], perm=[1, 0, 2], name="nf"),
+         helper.make_node("Reshape", ["t", "shape"], ["flat"], name="flat"),
+         helper.make_node("Mul", ["flat", "gain"], ["scaled"], name="gain"),
+         helper.make_node("Concat", ["x", "scaled"], ["scores"], axis=1, name="cat")], "stateful",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4]),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "N", 3]),
+         helper.make_tensor_value_info("gain", TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 10])],
+        [onnx.numpy_helper.from_array(np.array([0, 6], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "stateful.onnx"
+    onnx.save(model, str(path))
+    rng = np.random.default_rng(0)
+    x, state = rng.normal(size=(20, 4)).astype(np.float32), rng.normal(size=(2, 20, 3)).astype(np.float32)
+    data = {"x": x, "state": state, "gain": np.array(3.0, np.float32), "__spec__": np.array(
+        json.dumps({"sample_axes": {"state": 1}}))}
+    scores = np.concatenate([x, 3.0 * state.transpose(1, 0, 2).reshape(20, 6)], axis=1)
+    labels = scores.argmax(1)
+    result = evaluate(path, {**data, "labels": labels}, reference=path, batch_size=7)  # 3 batches
+    assert result.samples == 20 and result.top1 == 1.0 and result.passed is True
+    np.testing.assert_array_equal(result.predictions, labels)

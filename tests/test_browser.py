@@ -41,6 +41,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import nbformat
 import pytest
 from browser_support import (
     ARTIFACT_DIR,
@@ -79,6 +80,7 @@ SPECS = {
     "01_explore_model": Spec(min_figures=2, netron=True, expected_errors=("no/such/model.onnx",)),
     "03_fusion_and_timing": Spec(min_figures=6),
     "05_tradeoffs": Spec(min_figures=1),
+    "06_serve_with_triton": Spec(min_figures=2),
 }
 
 
@@ -559,7 +561,27 @@ def check_tradeoff_explorer(nb: NotebookPage) -> dict:
     assert_figures_drew(nb, visible_figures(nb, explorer), "tradeoff explorer after the click")
     after = variant.evaluate("s => s.options[s.selectedIndex].text")
     nb.screenshot("selected", element=explorer)
-    return {"clicked": target["id"], "menu_before": before, "menu_after": after}
+    saved = click_save_as_plan(nb, explorer, "tradeoff explorer")
+    return {"clicked": target["id"], "menu_before": before, "menu_after": after, "plan": saved}
+
+
+def click_save_as_plan(nb: NotebookPage, area, what: str) -> str:
+    """Click the explorer's "Save as plan" button: it says where the plan went, with no error box."""
+    button = area.locator("button", has_text=re.compile("Save as plan")).first
+    assert button.count(), f"{nb.stem}: the {what} has no 'Save as plan' button"
+    assert button.is_enabled(), f"{nb.stem}: the {what}'s 'Save as plan' button is disabled"
+    button.click()
+    try:
+        nb.page.wait_for_function(
+            "(el) => /Plan saved: .*\\.plan\\.yaml/.test(el.textContent) || !!el.querySelector('.wb-error')",
+            arg=area.element_handle(), timeout=UPDATE_TIMEOUT_S * 1000)
+    except sync_api.TimeoutError:
+        raise AssertionError(f"{nb.stem}: 'Save as plan' in the {what} showed nothing within "
+                             f"{UPDATE_TIMEOUT_S} s") from None
+    errors = [e.strip() for e in area.locator(".wb-error").all_text_contents()]
+    assert errors == [], f"{nb.stem}: 'Save as plan' in the {what} failed: {errors}"
+    text = area.text_content() or ""
+    return re.search(r"Plan saved: (\S+\.plan\.yaml)", text).group(1)
 
 
 DOCS_MAX_BYTES = 400_000
@@ -645,7 +667,8 @@ def check_doctor_ranges(nb: NotebookPage) -> dict:
     after = _wait_titles_change(nb, area, before, f"picking tensor {options[(current + 1) % len(options)]!r}")
     nb.screenshot("ranges", element=area)
     area.locator(".lm-TabBar-tab").first.click()
-    return {"tensor": options[(current + 1) % len(options)], "before": before, "after": after}
+    saved = click_save_as_plan(nb, area, "doctor explorer")
+    return {"tensor": options[(current + 1) % len(options)], "before": before, "after": after, "plan": saved}
 
 
 def save_docs_screenshot(nb: NotebookPage) -> Path:
@@ -749,6 +772,36 @@ def check_netron(nb: NotebookPage, required: bool) -> dict:
     return report
 
 
+def check_exercises(nb: NotebookPage) -> dict:
+    """The first "your turn" cell, answered wrong then with its solution: the checker says which.
+
+    The answer is typed into the cell's editor as a user would (inserted text, so the editor's
+    bracket closing does not interfere) and run with Shift+Enter; the notebook file is not saved.
+    """
+    source = nbformat.read(nb.path, as_version=4)
+    exercise = next(c for c in source.cells if "exercise" in c.metadata.get("tags", []))
+    name = re.search(r'check\("([\w-]+)", \.\.\.', exercise.source).group(1)
+    solution_cell = next(c for c in source.cells if f"solution-{name}" in c.metadata.get("tags", []))
+    solution = re.search(r"```python\n(.*?)\n```", solution_cell.source, re.S).group(1)
+    wrong = exercise.source.replace(f'check("{name}", ...', f'check("{name}", "not the answer"')
+    # Pinned by an attribute: the has_text match stops matching once the answer is typed in.
+    nb.page.locator(".jp-CodeCell", has_text=f'check("{name}", ...').first.evaluate(
+        "(e, name) => e.setAttribute('data-test-exercise', name)", name)
+    cell = nb.page.locator(f".jp-CodeCell[data-test-exercise='{name}']")
+    seen = {}
+    for label, code, verdict in (("wrong", wrong, "is not it"), ("right", solution, "is right")):
+        cell.scroll_into_view_if_needed()
+        cell.locator(".cm-content").click()
+        nb.page.keyboard.press("Control+A")
+        nb.page.keyboard.insert_text(code)
+        nb.page.keyboard.press("Shift+Enter")
+        shown = cell.locator(".workbench-exercise")
+        shown.filter(has_text=verdict).first.wait_for(timeout=120_000)
+        seen[label] = shown.first.text_content()
+    nb.screenshot("exercise", element=cell)
+    return {"exercise": name, **seen}
+
+
 # The real interactions per notebook (by stem), run in order after the generic checks; each takes
 # the NotebookPage, asserts that what is shown changed, and returns what it saw for the summary. A
 # notebook not listed here gets the generic checks only (and a layout warning saying so).
@@ -803,6 +856,7 @@ def test_notebook_in_the_browser(path, lab, browser, artifacts):
             summary["layout_warnings"].append("no interaction defined in INTERACTIONS: generic checks only")
         for check in interactions or []:
             summary[check.__name__.removeprefix("check_")] = check(nb)
+        summary["exercises"] = check_exercises(nb)
         summary["tabs"] = check_all_tabs(nb, summary["layout_warnings"])
 
         problems = page.evaluate(PROBLEMS_JS)
@@ -824,3 +878,87 @@ def test_notebook_in_the_browser(path, lab, browser, artifacts):
         lab.shutdown_kernels()
     print(f"\n{nb.stem}: cells ran in {summary['run_s']} s, {len(summary['figures'])} figures, "
           f"{summary['total_s']} s in all; screenshots in {artifacts}")
+
+
+# ----------------------------------------------------------------------------- the run report
+
+REPORT_PLAN = """\
+model: {model}
+calibration: {calib}
+evaluation: {eval}
+metric: top1
+variants:
+  - precision: fp16
+  - precision: int8
+    method: minmax
+    num_samples: 64
+backends: [onnxruntime, tensorrt]
+batch_sizes: [1, 4]
+benchmark: {{iterations: 10, warmup: 2}}
+doctor: {{target_drop: 0.5, variant: int8-minmax, layerwise_samples: 32}}
+gates:
+  max_accuracy_drop: 1.0
+  max_model_mb: 1.0
+report: report.html
+junit: report.junit.xml
+"""
+
+
+@pytest.fixture(scope="module")
+def run_report(tmp_path_factory):
+    """The report of a real `workbench run` of the transformer sample: FP16 and INT8 variants, the
+    doctor, TensorRT asked for (here: its steps skipped), one gate that holds and one that fails."""
+    from workbench.cli import main
+    from workbench.samples import sample_data_path, sample_path
+
+    folder = tmp_path_factory.mktemp("run-report")
+    name = "digits_transformer"
+    plan = folder / "report.plan.yaml"
+    plan.write_text(REPORT_PLAN.format(model=sample_path(name), calib=sample_data_path(name, "calib"),
+                                       eval=sample_data_path(name, "eval")))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WORKBENCH_WORKSPACE", str(folder / "workspace"))
+        code = main(["run", str(plan)])
+    assert code == 1  # INT8 costs the transformer more than a point of top-1 on ORT CPU
+    return folder / "report.html"
+
+
+def test_run_report_in_the_browser(run_report, browser, artifacts):
+    """The report opens from a file, offline: no console errors, every plot drawn, the verdict shown."""
+    page = browser.new_page()
+    log: list[tuple[str, str]] = []
+    page.on("console", lambda m: log.append((m.type, m.text)))
+    page.on("pageerror", lambda e: log.append(("pageerror", str(e))))
+    page.on("requestfailed", lambda r: log.append(("requestfailed", r.url[:200])))
+    try:
+        page.goto(run_report.as_uri())
+        html = run_report.read_text()
+        expected = html.count('class="plotly-graph-div"')
+        assert expected >= 6, f"the report holds {expected} figures; expected the tradeoff plot, per-layer time and the doctor's"
+        try:
+            page.wait_for_function(
+                f"""(n) => {{ const figs = ({FIGURES_JS})(document);
+                    return figs.length === n && figs.every(f => f.svgs > 0 && f.drawn > 0); }}""",
+                arg=expected, timeout=SETTLE_TIMEOUT_S * 1000, polling=250)
+        except sync_api.TimeoutError:
+            pass  # the assertions below say what is missing
+        figures = page.evaluate(FIGURES_JS)
+        assert len(figures) == expected, f"{len(figures)} plotly figures on the page, {expected} in the file"
+        report_page = type("ReportPage", (), {"stem": "run-report"})()
+        assert_figures_drew(report_page, figures)
+        assert all(f["visible"] for f in figures), [f["title"] for f in figures if not f["visible"]]
+        titles = " | ".join(f["title"] for f in figures)
+        for part in ("top-1 accuracy vs median latency", "Time per layer", "Sensitivity ranking", "Before / after"):
+            assert part in titles, f"no figure titled {part!r}: {titles}"
+        assert page.locator("#verdict").text_content().strip() == "FAILED"
+        from workbench.backends import tensorrt_status
+
+        problem = tensorrt_status()
+        expected_trt = f"No engine was built here: {problem}" if problem else "TensorRT "
+        assert expected_trt in page.locator("#tensorrt + p").text_content()
+        page.screenshot(path=str(artifacts / "run-report.png"), full_page=True)
+        problems = [f"{kind}: {text}" for kind, text in log if kind in ("error", "pageerror", "requestfailed")]
+        assert problems == [], "the report logged errors:\n" + "\n".join(problems)
+    finally:
+        (artifacts / "run-report-page.log").write_text("\n".join(f"{k}: {t}" for k, t in log) + "\n")
+        page.close()

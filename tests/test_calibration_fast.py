@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from precision_traits import calibration_for, cnn
 
 from workbench.datasets.calibration_sets import from_npz
 from workbench.precision.calibrator import (
@@ -117,7 +118,8 @@ def test_optimized_graph_default_is_within_rounding(case, method):
     _, model, calib = case
     ours = calibrate(model, calib, method, batch_size=BATCH, progress=False)
     theirs = ort_calibrate(model, calib, method, batch_size=BATCH)
-    assert compare_ranges(ours.tensors_range, theirs)["max_rel_diff"] < 1e-5
+    result = compare_ranges(ours.tensors_range, theirs)
+    assert result["max_rel_diff"] < 1e-5 and result["missing"] == result["extra"] == [], result
 
 
 def test_uneven_last_batch_and_fixed_batch_models(case):
@@ -180,3 +182,18 @@ def test_calibrator_keeps_its_public_names():
     assert cal.thresholds_from_histograms is calib_ranges.thresholds_from_histograms
     assert cal.ort_calibrate is calib_reference.ort_calibrate is face.ort_calibrate
     assert face.calibrate is cal.calibrate and face.prepare_for_calibration is cal.prepare_for_calibration
+
+
+@pytest.mark.parametrize("version", [10, 11])
+@pytest.mark.parametrize("options", [CalibrationOptions("percentile"), CalibrationOptions("entropy", num_bins=256)],
+                         ids=["percentile-tails", "entropy-histograms"])
+def test_old_opsets_calibrate_to_ort_s_ranges(version, options):
+    """The calibration graph's tails (int64 Min: opset 12) and histograms (ScatterElements' reduction:
+    opset 16) run on an upgraded copy of an opset 10/11 model; the ranges stay ORT's own."""
+    model = prepare_for_calibration(cnn(version))
+    calib = calibration_for(model, 64)
+    ours = calibrate(model, calib, options, op_types=None, batch_size=BATCH, progress=False, exact=True)
+    theirs = ort_calibrate(model, calib, options, op_types=None, batch_size=BATCH)
+    result = compare_ranges(ours.tensors_range, theirs)
+    assert result["tensors"] == len(ours.tensors) >= 4 and not result["missing"]
+    assert result["max_rel_diff"] <= 1e-6, result

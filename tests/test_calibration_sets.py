@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -135,16 +137,87 @@ def test_image_folder_resize_crop_normalize_nhwc(tmp_path):
     assert np.allclose(calib.inputs["input"][..., 0], calib.inputs["input"][..., 2])
 
 
+# Preprocessing by value: tiny images whose every output pixel is worked out by hand below.
+
+
+def _write_ppm(path, pixels: np.ndarray, maxval: int = 255) -> None:
+    h, w, _ = pixels.shape
+    path.write_bytes(f"P6\n{w} {h}\n{maxval}\n".encode() + pixels.astype(np.uint8).tobytes())
+
+
+def test_bilinear_upscale_then_normalize_by_hand(tmp_path):
+    """2x2 -> 4x4, half-pixel centres: output row/column i samples input coordinate
+    (i + 0.5) / 2 - 0.5 = -0.25, 0.25, 0.75, 1.25, clamped to [0, 1], so each row [a, b] becomes
+    [a, 0.75a + 0.25b, 0.25a + 0.75b, b], and likewise down the columns."""
+    _write_pgm(tmp_path / "a.pgm", np.array([[0, 100], [200, 255]]), maxval=255)
+    calib = from_image_folder(tmp_path, Preprocess(size=(4, 4), mean=0.5, std=0.25, color="L"), "x")
+    by_hand = np.array([
+        [0.0, 25.0, 75.0, 100.0],  # row 0: [0, 100] spread
+        [50.0, 72.1875, 116.5625, 138.75],  # 0.75 * row 0 + 0.25 * row 3
+        [150.0, 166.5625, 199.6875, 216.25],  # 0.25 * row 0 + 0.75 * row 3
+        [200.0, 213.75, 241.25, 255.0],  # row 3: [200, 255] spread
+    ]) / 255.0
+    assert calib.inputs["x"].shape == (1, 1, 4, 4) and calib.inputs["x"].dtype == np.float32
+    np.testing.assert_allclose(calib.inputs["x"][0, 0], ((by_hand - 0.5) / 0.25).astype(np.float32), rtol=0, atol=1e-6)
+
+
+def test_shorter_side_resize_and_center_crop_by_hand(tmp_path):
+    """A 4x8 image with pixel (r, c) = 10r + c: size=2 resizes the shorter side to 2 (2x4, so
+    every output pixel is the mean of a 2x2 block, 20i + 2j + 5.5), crop=2 keeps columns 1-2."""
+    rows, cols = np.mgrid[0:4, 0:8]
+    _write_pgm(tmp_path / "a.pgm", 10 * rows + cols, maxval=255)
+    calib = from_image_folder(tmp_path, Preprocess(size=2, crop=2, color="L"), "x")
+    by_hand = np.array([[7.5, 9.5], [27.5, 29.5]]) / 255.0
+    np.testing.assert_allclose(calib.inputs["x"][0, 0], by_hand.astype(np.float32), rtol=0, atol=1e-7)
+
+
+def test_rgb_channels_mean_std_and_layouts_by_hand(tmp_path):
+    """Per-channel (x - mean) / std on a 1x2 RGB image, in both layouts; grayscale is ITU-R 601."""
+    pixels = np.array([[[255, 0, 51], [0, 102, 255]]])  # red-ish, blue-ish
+    _write_ppm(tmp_path / "a.ppm", pixels)
+    mean, std = (0.5, 0.25, 0.0), (0.5, 0.25, 2.0)
+    nchw = from_image_folder(tmp_path, Preprocess(mean=mean, std=std), "x").inputs["x"]
+    nhwc = from_image_folder(tmp_path, Preprocess(mean=mean, std=std, layout="NHWC"), "x").inputs["x"]
+    by_hand = np.array([  # channel, then the two pixels: (v / 255 - mean) / std
+        [(1.0 - 0.5) / 0.5, (0.0 - 0.5) / 0.5],  # R: 1.0, -1.0
+        [(0.0 - 0.25) / 0.25, (0.4 - 0.25) / 0.25],  # G: -1.0, 0.6
+        [0.2 / 2.0, 1.0 / 2.0],  # B: 0.1, 0.5
+    ])
+    assert nchw.shape == (1, 3, 1, 2) and nhwc.shape == (1, 1, 2, 3)
+    np.testing.assert_allclose(nchw[0, :, 0, :], by_hand, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(nhwc[0, 0].T, by_hand, rtol=0, atol=1e-6)
+    gray = from_image_folder(tmp_path, Preprocess(color="L"), "x").inputs["x"]
+    np.testing.assert_allclose(gray[0, 0, 0], [0.299 * 1.0 + 0.114 * 0.2, 0.587 * 0.4 + 0.114 * 1.0], atol=1e-6)
+
+
+def test_sixteen_bit_pgm_and_npy_scale_by_hand(tmp_path):
+    """A 16-bit PGM divides by its maxval (big-endian samples); a CHW .npy is transposed and
+    multiplied by ``scale``, not divided."""
+    (tmp_path / "deep.pgm").write_bytes(b"P5\n2 1\n1000\n" + np.array([250, 1000], ">u2").tobytes())
+    deep = from_image_folder(tmp_path, Preprocess(color="L"), "x").inputs["x"]
+    np.testing.assert_allclose(deep[0, 0, 0], [0.25, 1.0])
+    npy = tmp_path / "npy"
+    npy.mkdir()
+    np.save(npy / "a.npy", np.arange(12, dtype=np.float64).reshape(3, 2, 2))  # C, H, W
+    x = from_image_folder(npy, Preprocess(scale=0.5, layout="NHWC"), "x").inputs["x"]
+    assert x.shape == (1, 2, 2, 3)
+    np.testing.assert_array_equal(x[0, 1, 0], [1.0, 3.0, 5.0])  # pixel (1, 0): values 2, 6, 10 halved
+
+
 def test_image_folder_needs_declared_preprocessing(tmp_path, cnn):
     _write_pgm(tmp_path / "a.pgm", np.zeros((8, 8)), 255)
     with pytest.raises(InputDataError, match="declared preprocessing"):
         load_calibration_set(tmp_path, cnn)
 
 
-@pytest.mark.skipif(pil_available(), reason="Pillow is installed, so PNG files are readable")
-def test_png_without_pillow_is_refused_with_the_fix(tmp_path):
+def test_png_without_pillow_is_refused_with_the_fix(tmp_path, monkeypatch):
+    """Pillow is optional: without it (its import blocked here, so this runs with or without
+    Pillow installed) a PNG is refused naming the file and the fix."""
+    for module in ("PIL", "PIL.Image"):
+        monkeypatch.setitem(sys.modules, module, None)  # import PIL.Image now raises ImportError
+    assert not pil_available()
     (tmp_path / "img.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    with pytest.raises(InputDataError, match="need Pillow"):
+    with pytest.raises(InputDataError, match=r"'img.png' need Pillow.*pip install pillow"):
         from_image_folder(tmp_path, Preprocess(), "input")
 
 

@@ -40,6 +40,11 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
     np.savez(root / "wrong_name.npz", nothing=np.zeros((4, 1, 8, 8), np.float32))
     np.savez(root / "nan.npz", input=np.full((4, 1, 8, 8), np.nan, np.float32),
              labels=np.zeros(4, np.int64))
+    np.savez(root / "bad_spec.npz", input=np.zeros((4, 1, 8, 8), np.float32), __spec__=np.array("{not json"))
+    np.savez(root / "spec_axis_out_of_range.npz", input=np.zeros((4, 1, 8, 8), np.float32),
+             __spec__=np.array('{"sample_axes": {"input": 7}}'))
+    _dynamic_model(root / "dynamic.onnx")
+    (root / "model_copy.onnx").write_bytes(Path(MODEL).read_bytes())  # for cases that must never write it
     return {
         "missing": str(root / "missing.onnx"),
         "folder": str(root / "folder.onnx"),
@@ -51,13 +56,75 @@ def bad_files(tmp_path_factory) -> dict[str, str]:
         "npz without the input": str(root / "wrong_name.npz"),
         "npz with NaN": str(root / "nan.npz"),
         "out": str(root / "out.onnx"),
+        "bad spec": str(root / "bad_spec.npz"),
+        "spec axis out of range": str(root / "spec_axis_out_of_range.npz"),
+        "dynamic": str(root / "dynamic.onnx"),
+        "model copy": str(root / "model_copy.onnx"),
     }
+
+
+def _dynamic_model(path) -> None:
+    """A Conv over images of any height and width: random inputs cannot be made without --shapes."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="conv")], "dynamic",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, "H2", "W2"])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
 
 
 # command -> (good arguments after the model, bad-model cases apply, [(case, argv)] of its own)
 def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, list[tuple[str, list[str]]]]]:
+    plans = Path(files["out"]).parent
+    (plans / "unknown_key.yaml").write_text(f"model: {MODEL}\nevaluation: {EVAL}\nvariants: [{{precision: fp16}}]\n"
+                                            "colour: blue\n")
+    (plans / "not_yaml.yaml").write_text("model: [unclosed\n")
+    (plans / "missing_model.yaml").write_text(f"model: nowhere.onnx\nevaluation: {EVAL}\n"
+                                              "variants: [{precision: fp16}]\n")
+    (plans / "repo_file").write_text("not a folder")
+    repo = str(plans / "repo")
+    export = [(f"{bad} model", ["export", "triton", files[bad], "--repository", repo]) for bad in BAD_MODELS]
     return {
         "inspect": ([], True, []),
+        "run": ([], False, [
+            ("missing plan", ["run", files["missing"]]),
+            ("plan is a folder", ["run", files["folder"]]),
+            ("empty plan", ["run", files["empty"]]),
+            ("plan not YAML", ["run", str(plans / "not_yaml.yaml")]),
+            ("unknown plan key", ["run", str(plans / "unknown_key.yaml")]),
+            ("plan's model missing", ["run", str(plans / "missing_model.yaml")]),
+        ]),
+        "plan": ([], False, [
+            ("check a missing plan", ["plan", "check", files["missing"]]),
+            ("check an unknown key", ["plan", "check", str(plans / "unknown_key.yaml")]),
+            ("unknown action", ["plan", "run", str(plans / "unknown_key.yaml")]),
+        ]),
+        "export": ([], False, export + [
+            ("unknown target", ["export", "tfserving", MODEL, "--repository", repo]),
+            ("zero instances", ["export", "triton", MODEL, "--repository", repo, "--instances", "0"]),
+            ("version zero", ["export", "triton", MODEL, "--repository", repo, "--version", "0"]),
+            ("negative max batch", ["export", "triton", MODEL, "--repository", repo, "--max-batch-size", "-1"]),
+            ("repository is a file", ["export", "triton", MODEL, "--repository", str(plans / "repo_file")]),
+            ("warm-up npz unreadable", ["export", "triton", MODEL, "--repository", repo, "--warmup",
+                                        files["bad npz"]]),
+        ]),
+        "serve": ([], False, [
+            ("missing repository", ["serve", files["missing"]]),
+            ("repository is a file", ["serve", str(plans / "repo_file")]),
+            ("port too large", ["serve", repo, "--port", "70000"]),
+            ("negative timeout", ["serve", repo, "--timeout", "-3"]),
+        ]),
+        "perf": ([], False, [
+            ("not a url", ["perf", "::::", "--model", "m"]),
+            ("zero concurrency", ["perf", "http://127.0.0.1:8000", "--model", "m", "--concurrency", "0"]),
+            ("zero batch", ["perf", "http://127.0.0.1:8000", "--model", "m", "--batch", "0"]),
+            ("negative duration", ["perf", "http://127.0.0.1:8000", "--model", "m", "--duration", "-2"]),
+            ("perf_analyzer csv missing", ["perf", "http://127.0.0.1:8000", "--model", "m", "--import-csv",
+                                           files["missing"]]),
+        ]),
         "lab": ([], False, [
             ("port too large", ["lab", "--port", "99999", "--no-browser"]),
             ("port zero", ["lab", "--port", "0", "--no-browser"]),
@@ -71,6 +138,9 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
             ("trt layers not json", ["profile", "--trt-layers", files["not onnx"]]),
             ("trt layers missing", ["profile", "--trt-layers", files["missing"]]),
             ("nothing to profile", ["profile"]),
+            ("dynamic dims without data", ["profile", files["dynamic"]]),
+            ("shapes of an unknown input", ["profile", MODEL, "--shapes", "nope:1x1x8x8"]),
+            ("npz with a bad __spec__", ["profile", MODEL, "--data", files["bad spec"]]),
         ]),
         "bench": ([], True, [
             ("negative warmup", ["bench", MODEL, "--warmup", "-5"]),
@@ -78,11 +148,25 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
             ("zero iterations", ["bench", MODEL, "--iterations", "0"]),
             ("zero threads", ["bench", MODEL, "--threads", "0"]),
             ("npz with NaN", ["bench", MODEL, "--data", files["npz with NaN"]]),
+            ("dynamic dims without data", ["bench", files["dynamic"]]),
+            ("shapes not a spec", ["bench", MODEL, "--shapes", "input"]),
+            ("shapes with a zero dim", ["bench", MODEL, "--shapes", "input:0x1x8x8"]),
+            ("shapes of the wrong rank", ["bench", MODEL, "--shapes", "input:1x1x8"]),
+            ("shapes against a fixed dim", ["bench", MODEL, "--shapes", "input:1x3x8x8"]),
+            ("shapes and data", ["bench", MODEL, "--shapes", "input:1x1x8x8", "--data", EVAL]),
+            ("sample axis out of range", ["bench", MODEL, "--data", files["spec axis out of range"]]),
+            ("zero batch with shapes", ["bench", files["dynamic"], "--shapes", "x:1x3x4x4",
+                                        "--batch", "0"]),
         ]),
         "build": (["--plan-only"], True, [
             ("zero batch", ["build", MODEL, "--plan-only", "--batch", "0"]),
             ("unknown preset", ["build", MODEL, "--plan-only", "--recipe", "warp-speed"]),
             ("bad npz", ["build", MODEL, "--plan-only", "--data", files["bad npz"]]),
+            ("dynamic dims without data", ["build", files["dynamic"], "--plan-only"]),
+            ("shapes and data", ["build", files["dynamic"], "--plan-only", "--shapes", "x:1x3x4x4",
+                                 "--data", EVAL]),
+            ("shapes not a spec", ["build", files["dynamic"], "--plan-only", "--shapes", "x"]),
+            ("shapes against a fixed dim", ["build", files["dynamic"], "--plan-only", "--shapes", "x:1x4x4x4"]),
         ]),
         "evaluate": (["--data", EVAL], True, [
             ("bad npz", ["evaluate", MODEL, "--data", files["bad npz"]]),
@@ -91,6 +175,17 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
             ("reference not onnx", ["evaluate", MODEL, "--data", EVAL, "--reference", files["not onnx"]]),
             ("zero batch", ["evaluate", MODEL, "--data", EVAL, "--batch", "0"]),
             ("negative limit", ["evaluate", MODEL, "--data", EVAL, "--limit", "-3"]),
+            ("unknown metric", ["evaluate", MODEL, "--data", EVAL, "--metric", "top2"]),
+            ("user metric that cannot be imported", ["evaluate", MODEL, "--data", EVAL, "--metric",
+                                                     "python:no_such_module_for_metrics:score"]),
+            ("user metric spec without a function", ["evaluate", MODEL, "--data", EVAL, "--metric", "python:score"]),
+            ("reference metric without a reference", ["evaluate", MODEL, "--data", EVAL, "--metric", "sqnr"]),
+            ("tolerance without a reference", ["evaluate", MODEL, "--data", EVAL, "--atol", "0.1"]),
+            ("negative atol", ["evaluate", MODEL, "--data", EVAL, "--reference", MODEL, "--atol", "-1"]),
+            ("target and target drop", ["evaluate", MODEL, "--data", EVAL, "--target", "90", "--target-drop", "1"]),
+            ("target not a number", ["evaluate", MODEL, "--data", EVAL, "--target", "high"]),
+            ("drop from an infinite sqnr", ["evaluate", MODEL, "--data", EVAL, "--reference", MODEL, "--metric",
+                                            "sqnr", "--target-drop", "1"]),
         ]),
         "quantize": (["--precision", "fp16", "-o", files["out"]], True, [
             ("int8 without calibration", ["quantize", MODEL, "--precision", "int8", "-o", files["out"]]),
@@ -100,6 +195,17 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
             ("unknown precision", ["quantize", MODEL, "--precision", "int4", "-o", files["out"]]),
             ("unknown node excluded", ["quantize", MODEL, "--calib", CALIB, "--exclude", "no_such_node",
                                        "-o", files["out"]]),
+            ("zero bins", ["quantize", MODEL, "--calib", CALIB, "--method", "entropy", "--num-bins", "0",
+                           "-o", files["out"]]),
+            ("bins for minmax", ["quantize", MODEL, "--calib", CALIB, "--num-bins", "2048", "-o", files["out"]]),
+            ("bins below entropy's quantized bins", ["quantize", MODEL, "--calib", CALIB, "--method", "entropy",
+                                                     "--num-bins", "64", "-o", files["out"]]),
+            ("percentile above 100", ["quantize", MODEL, "--calib", CALIB, "--method", "percentile",
+                                      "--percentile", "101", "-o", files["out"]]),
+            ("percentile for entropy", ["quantize", MODEL, "--calib", CALIB, "--method", "entropy",
+                                        "--percentile", "99.9", "-o", files["out"]]),
+            ("output over the input model", ["quantize", files["model copy"], "--precision", "fp16",
+                                             "-o", files["model copy"], "--force"]),
         ]),
         "doctor": (["--calib", CALIB, "--eval", EVAL], True, [
             ("negative target drop", ["doctor", MODEL, "--calib", CALIB, "--eval", EVAL, "--target-drop", "-1"]),
@@ -111,6 +217,13 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
                                                   "--scheduler", "my-laptop"]),
             ("no scheduler at the address", ["doctor", MODEL, "--calib", CALIB, "--eval", EVAL,
                                              "--scheduler", "tcp://127.0.0.1:1"]),
+            ("unknown metric", ["doctor", MODEL, "--calib", CALIB, "--eval", EVAL, "--metric", "top2"]),
+            ("user metric that cannot be imported", ["doctor", MODEL, "--calib", CALIB, "--eval", EVAL, "--metric",
+                                                     "python:no_such_module_for_metrics:score"]),
+            ("drop from an infinite sqnr", ["doctor", MODEL, "--calib", CALIB, "--eval", EVAL, "--metric", "sqnr",
+                                            "--target-drop", "1"]),
+            ("target and target drop", ["doctor", MODEL, "--calib", CALIB, "--eval", EVAL, "--target", "99",
+                                        "--target-drop", "1"]),
         ]),
     }
 
@@ -164,7 +277,7 @@ def test_every_bad_input_exits_2_with_one_line(bad_files, capsys, monkeypatch, t
         for json_mode in (False, True):
             code, out, err = run_main(argv + (["--json"] if json_mode else []), capsys)
             problems += check_refusal(case + (" --json" if json_mode else ""), code, out, err, json_mode=json_mode)
-    assert problems == []
+    assert problems == [], "\n".join(problems)
 
 
 @pytest.mark.parametrize("command", sorted(cli.COMMANDS))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,14 +11,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from workbench.backends import tensorrt_status
 from workbench.samples import sample_data_path, sample_path
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "trt"
 
 
-def _cli(*args):
+# Why TensorRT cannot run here (None on a machine where it can): tests of the tensorrt backend
+# branch on it, so they check the refusal on CPU machines and the real command on GPU ones.
+TRT_PROBLEM = tensorrt_status()
+
+
+def _cli(*args, env=None):
     result = subprocess.run(
-        [sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True, timeout=900,
+        env=None if env is None else {**os.environ, **env},
     )
     return result
 
@@ -96,10 +104,25 @@ def test_bench_onnxruntime_contract():
     assert data["settings"]["graph_optimization_level"] == "all"
 
 
-def test_bench_without_tensorrt_says_why_and_the_fix():
-    result = _cli("bench", sample_path("digits_cnn"), "--backend", "tensorrt")
-    assert result.returncode == 2
-    assert "TensorRT is not installed" in result.stderr and "gpu" in result.stderr
+def _assert_refused_with_the_fix(result):
+    """Exit 2 and one line on stderr: the reason TensorRT cannot run here and the fix."""
+    assert result.returncode == 2, result.stderr
+    assert TRT_PROBLEM in result.stderr and "gpu" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_bench_tensorrt_runs_or_says_why_and_the_fix(tmp_path):
+    env = {"WORKBENCH_WORKSPACE": str(tmp_path)}
+    if TRT_PROBLEM is not None:
+        _assert_refused_with_the_fix(_cli("bench", sample_path("digits_cnn"), "--backend", "tensorrt", env=env))
+    else:  # TensorRT and a GPU here: build an engine and benchmark it
+        built = _cli("build", sample_path("digits_cnn"), "--json", env=env)
+        assert built.returncode == 0, built.stderr
+        engine = json.loads(built.stdout)["engine"]
+        result = _cli("bench", engine, "--backend", "tensorrt", "--iterations", 20, "--json", env=env)
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert 0 < data["min_ms"] <= data["median_ms"] <= data["max_ms"] and data["throughput"] > 0
 
 
 def test_profile_without_model_or_trt_files_is_refused():
@@ -149,6 +172,12 @@ def test_build_plan_only_gives_the_trtexec_command():
     assert "--stronglyTyped" in command and "--optShapes=input:16x1x8x8" in command
 
 
-def test_build_without_tensorrt_says_why_and_the_fix():
-    result = _cli("build", sample_path("digits_cnn"))
-    assert result.returncode == 2 and "TensorRT is not installed" in result.stderr
+def test_build_tensorrt_builds_or_says_why_and_the_fix(tmp_path):
+    result = _cli("build", sample_path("digits_cnn"), "--json", env={"WORKBENCH_WORKSPACE": str(tmp_path)})
+    if TRT_PROBLEM is not None:
+        _assert_refused_with_the_fix(result)
+        assert TRT_PROBLEM in json.loads(result.stdout)["error"]
+    else:  # TensorRT and a GPU here: a real engine, in the workspace
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["built"] is True and Path(data["engine"]).is_file() and tmp_path in Path(data["engine"]).parents

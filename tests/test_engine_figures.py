@@ -25,6 +25,7 @@ from workbench.views.engine_figures import (
     fusion_table,
     layer_time_bar,
     precision_times,
+    shorten,
     time_by_precision,
     time_treemap,
     top_layers,
@@ -55,6 +56,17 @@ def marker_count(figure: go.Figure) -> int:
     return sum(len(trace.x) for trace in figure.data if trace.meta == NODE_MARKERS)
 
 
+def drawn_bars(figure: go.Figure) -> dict:
+    """Label -> value of every bar of a horizontal bar figure, over all its traces."""
+    return {label: x for trace in figure.data if trace.type == "bar" for label, x in zip(trace.y, trace.x)}
+
+
+def slowest_first(table, top=None):
+    """The timed rows of a layer table as a time figure must order them: slowest first."""
+    rows = table[table["time_ms"].notna()].sort_values("time_ms", ascending=False, kind="stable")
+    return rows if top is None else rows.head(top)
+
+
 @pytest.fixture(scope="module")
 def qat():
     return trt_table("resnet18-a100-qat")
@@ -67,7 +79,9 @@ def cnn_model():
 
 @pytest.fixture(scope="module")
 def transformer_model():
-    return load_model(SAMPLES / "digits_transformer.onnx")
+    """The transformer as stored, with its 16 Constant nodes (ONNX Runtime folds them away; the
+    loader's normalization would make them initializers)."""
+    return load_model(SAMPLES / "digits_transformer.onnx", normalize=False)
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +113,15 @@ def test_layer_time_bar_has_a_bar_per_layer(folder):
     assert bar_count(figure) == len(table)
     names = {trace.name for trace in figure.data}
     assert names == set(table["precision"].map(lambda p: p or "unknown"))
-    shown = sorted(x for trace in figure.data for x in trace.x)
-    assert np.allclose(shown, sorted(table["time_ms"]))
+    expected = slowest_first(table)
+    assert drawn_bars(figure) == dict(zip(expected["name"], expected["time_ms"]))  # each layer its own time
+    assert list(figure.layout.yaxis.categoryarray[::-1]) == expected["name"].tolist()  # slowest on top
+    for trace in figure.data:  # each bar in its precision's trace
+        assert set(trace.y) == set(table.loc[table["precision"].fillna("unknown") == trace.name, "name"])
+    assert f"({len(table)} of {len(table)} layers, sum {table['time_ms'].sum():.4f} ms)" in figure.layout.title.text
     # inserted layers are hatched, and only they
-    hatched = sum(p == "/" for trace in figure.data for p in trace.marker.pattern.shape)
-    assert hatched == int(table["inserted"].sum())
+    hatched = {label for trace in figure.data for label, p in zip(trace.y, trace.marker.pattern.shape) if p == "/"}
+    assert hatched == set(table.loc[table["inserted"], "name"])
 
 
 def test_layer_time_bar_top_keeps_the_slowest(qat):
@@ -119,11 +137,17 @@ def test_layer_time_bar_top_keeps_the_slowest(qat):
 
 
 def test_layer_time_bar_on_ort_and_names_only_tables(cnn_profiled):
-    assert bar_count(layer_time_bar(cnn_profiled)) == len(cnn_profiled)
+    expected = slowest_first(cnn_profiled)
+    figure = layer_time_bar(cnn_profiled)
+    assert drawn_bars(figure) == dict(zip(expected["name"], expected["time_ms"]))
+    assert list(figure.layout.yaxis.categoryarray[::-1]) == expected["name"].tolist()
     yolo = yolo_table()
     figure = layer_time_bar(yolo, top=20)
     assert bar_count(figure) == 20
     assert [trace.name for trace in figure.data] == ["unknown"]
+    expected = slowest_first(yolo, top=20)
+    assert list(figure.data[0].x) == expected["time_ms"].tolist()  # the 20 slowest, slowest first
+    assert list(figure.layout.yaxis.categoryarray[::-1]) == expected["name"].tolist()
 
 
 def test_time_figures_refuse_unprofiled_tables(cnn_engine):
@@ -138,10 +162,12 @@ def test_treemap_values_sum_to_total_time(folder):
     table = trt_table(folder)
     treemap = time_treemap(table).data[0]
     assert math.isclose(sum(treemap.values), table["time_ms"].sum(), rel_tol=1e-9)
-    leaves = [i for i in treemap.ids if i.startswith("layer:")]
-    assert len(leaves) == len(table)
-    types = {p for p in treemap.parents if p.startswith("type:")}
-    assert types == {f"type:{t}" for t in table["type"]}
+    leaves = {i: (parent, value) for i, parent, value in zip(treemap.ids, treemap.parents, treemap.values)
+              if i.startswith("layer:")}
+    # one leaf per layer (by row position), under its type, with its time
+    assert leaves == {f"layer:{k}": (f"type:{row.type}", row.time_ms) for k, row in enumerate(table.itertuples())}
+    types = [i for i, parent in zip(treemap.ids, treemap.parents) if parent == "all"]
+    assert types == [f"type:{t}" for t in dict.fromkeys(table["type"])]  # in execution order
 
 
 def test_top_layers_table(qat):
@@ -158,10 +184,13 @@ def test_top_layers_table(qat):
 def test_time_by_precision_totals_equal_table_total(folder):
     table = trt_table(folder)
     total = table["time_ms"].sum()
+    sums = table.groupby(table["precision"].fillna("unknown"))["time_ms"].sum().sort_values(ascending=False)
     bars = time_by_precision(table).data[0]
-    assert math.isclose(sum(bars.y), total, rel_tol=1e-9)
+    assert list(bars.x) == sums.index.tolist()  # categories, slowest first
+    assert np.allclose(bars.y, sums.tolist()) and math.isclose(sum(bars.y), total, rel_tol=1e-9)
+    assert list(bars.text) == [f"{100 * t / total:.1f}%" for t in sums]
     pie = time_by_precision(table, kind="pie").data[0]
-    assert math.isclose(sum(pie.values), total, rel_tol=1e-9)
+    assert list(pie.labels) == sums.index.tolist() and np.allclose(pie.values, sums.tolist())
     times = precision_times(table)
     assert times["layers"].sum() == len(table)
     assert math.isclose(times["share"].sum(), 100.0)
@@ -185,6 +214,10 @@ def test_fusion_graph_has_a_marker_per_onnx_node(cnn_engine, cnn_model):
     assert marker_count(figure) == len(cnn_model.node_names) == 19
     node_traces = [t for t in figure.data if t.meta == NODE_MARKERS]
     assert len(node_traces) == 9  # one per layer that runs ONNX nodes; none folded
+    # each layer's trace holds exactly the nodes that layer runs
+    drawn = {t.name: {h.split("</b>")[0].removeprefix("<b>") for h in t.hovertext} for t in node_traces}
+    runs = {shorten(row.name, 40): set(row.onnx_nodes) for row in table.itertuples() if row.onnx_nodes}
+    assert drawn == runs
     hovers = [h for t in node_traces for h in t.hovertext]
     bn1 = next(h for h in hovers if "/features/bn1/BatchNormalization" in h)
     assert "status: fused" in bn1 and "CPUExecutionProvider" in bn1 and "NCHWc" in bn1
@@ -243,6 +276,9 @@ def test_compare_figure_fp32_fp16():
     bars = figure.data[0]
     nonzero = comparison[(comparison["time_a"] != 0) | (comparison["time_b"] != 0)]
     assert len(bars.x) == len(nonzero)
+    assert list(bars.x) == nonzero["diff"].tolist()  # each group's B - A, in execution order
+    assert [label.split(" ")[0] for label in bars.y] == [f"G{g}" for g in nonzero["group"]]
+    assert list(bars.marker.color) == ["#2ca02c" if d < 0 else "#d62728" for d in nonzero["diff"]]
     assert math.isclose(sum(bars.x), fp16["time_ms"].sum() - fp32["time_ms"].sum(), rel_tol=1e-9)
     assert "2.1238" in figure.layout.title.text and "1.0168" in figure.layout.title.text
     assert len(compare_figure(comparison, hide_zero=False).data[0].x) == len(comparison)
@@ -258,4 +294,4 @@ def test_compare_figure_ort(cnn_profiled):
     comparison = compare_engines(disabled, cnn_profiled, "disable", "all")
     figure = compare_figure(comparison)
     assert math.isclose(sum(figure.data[0].x), comparison["diff"].sum())
-    assert "all vs disable" in figure.layout.title.text
+    assert figure.layout.title.text.startswith("disable → all: layer time")  # names in the numbers' order

@@ -78,12 +78,63 @@ def test_cnn_flops_match_an_independent_count(cnn):
     assert cnn.summary.flops_unknown_nodes == []
 
 
+def _matmul_macs_at_runtime(path) -> int:
+    """MACs of every MatMul of a model, from the shapes ONNX Runtime actually produces for one
+    sample: each output element of ``a @ b`` takes ``a.shape[-1]`` multiply-adds."""
+    import onnxruntime as ort
+
+    m = onnx.load(str(path))
+    matmuls = [n for n in m.graph.node if n.op_type == "MatMul"]
+    exposed = sorted({name for n in matmuls for name in (n.input[0], n.output[0])})
+    known = {o.name for o in m.graph.output}
+    for name in exposed:
+        if name not in known:
+            m.graph.output.append(helper.make_empty_tensor_value_info(name))
+    session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    feed = {i.name: np.zeros([1 if not isinstance(d, int) else d for d in i.shape], np.float32)
+            for i in session.get_inputs()}
+    values = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
+    return sum(values[n.output[0]].size * values[n.input[0]].shape[-1] for n in matmuls)
+
+
 def test_transformer_summary(transformer):
     s = transformer.summary
     for op in ("MatMul", "Softmax", "LayerNormalization"):
         assert s.op_histogram.get(op, 0) > 0
-    assert s.flops_by_op["MatMul"] > 0
+    macs = _matmul_macs_at_runtime(sample_path("digits_transformer"))
+    assert macs > 0 and s.flops_by_op["MatMul"] == 2 * macs
     assert s.flops_unknown_nodes == []
+
+
+def test_matmul_and_gemm_flops_by_hand(tmp_path):
+    """Every MatMul broadcasting rule and Gemm's transposes, against MACs counted by hand."""
+    rng = np.random.default_rng(0)
+    cases = [  # (a shape, b shape, output shape, MACs by hand)
+        ([2, 3, 4], [4, 5], [2, 3, 5], 2 * 3 * 4 * 5),  # batched a, 2-D b: 120
+        ([3, 4], [2, 4, 5], [2, 3, 5], 2 * 3 * 4 * 5),  # 2-D a broadcast over b's batch: 120
+        ([4], [4, 5], [5], 4 * 5),  # 1-D a is a row: 20
+        ([3, 4], [4], [3], 3 * 4),  # 1-D b is a column: 12
+        ([2, 1, 3, 4], [5, 4, 6], [2, 5, 3, 6], 2 * 5 * 3 * 4 * 6),  # batch dims 1 and 5 broadcast: 720
+    ]
+    inputs, inits, nodes, outputs = [], [], [], []
+    for k, (a, b, y, _) in enumerate(cases):
+        inputs.append(helper.make_tensor_value_info(f"a{k}", TensorProto.FLOAT, a))
+        inits.append(numpy_helper.from_array(rng.standard_normal(b).astype(np.float32), f"b{k}"))
+        nodes.append(helper.make_node("MatMul", [f"a{k}", f"b{k}"], [f"y{k}"], name=f"matmul{k}"))
+        outputs.append(helper.make_tensor_value_info(f"y{k}", TensorProto.FLOAT, y))
+    # Gemm: A [4, 3] with transA is M=3, K=4; B [5, 4] with transB is N=5: 3 * 4 * 5 = 60
+    inputs.append(helper.make_tensor_value_info("g", TensorProto.FLOAT, [4, 3]))
+    inits.append(numpy_helper.from_array(rng.standard_normal((5, 4)).astype(np.float32), "gb"))
+    nodes.append(helper.make_node("Gemm", ["g", "gb"], ["gy"], name="gemm", transA=1, transB=1))
+    outputs.append(helper.make_tensor_value_info("gy", TensorProto.FLOAT, [3, 5]))
+    model = helper.make_model(helper.make_graph(nodes, "matmuls", inputs, outputs, inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "matmuls.onnx"))
+    s = load_model(tmp_path / "matmuls.onnx").summary
+    assert s.flops_unknown_nodes == []
+    assert s.flops_by_op == {"MatMul": 2 * (120 + 120 + 20 + 12 + 720), "Gemm": 2 * 60}
+    assert s.macs == 120 + 120 + 20 + 12 + 720 + 60 and s.flops == 2 * s.macs
+    assert _matmul_macs_at_runtime(tmp_path / "matmuls.onnx") == 120 + 120 + 20 + 12 + 720
 
 
 def test_public_api_is_lazy_and_complete():

@@ -1,15 +1,12 @@
-"""Every notebook executes top to bottom on this CPU-only machine with no error output."""
+"""Every notebook executes top to bottom on this CPU-only machine with no error output.
+
+Each executed notebook is saved to ``test-artifacts/notebooks/`` (see ``notebook_runs.py``), where
+``test_notebook_facts.py`` and ``test_workshop_doc.py`` read its outputs instead of running it again."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
 import pytest
-from nbclient import NotebookClient
-
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+from notebook_runs import NOTEBOOKS, execute_notebook
 
 
 def test_the_notebooks_exist():
@@ -30,15 +27,7 @@ def _problems(nb) -> list[str]:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes_without_errors(path, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path / "workspace"))
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
-    )  # the kernel inherits os.environ, so it writes into the test's workspace
-    client.execute()  # raises CellExecutionError on the first failing cell
+    nb = execute_notebook(path, tmp_path / "workspace", monkeypatch)  # raises on the first failing cell
     assert _problems(nb) == []
     executed = [c for c in nb.cells if c.cell_type == "code"]
     assert executed and all(c.get("execution_count") for c in executed)

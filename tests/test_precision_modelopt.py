@@ -53,3 +53,23 @@ def test_auto_tool_falls_back_to_onnxruntime_without_modelopt():
     else:
         assert resolve_tool(Recipe("int8")) == "onnxruntime"
     assert resolve_tool(Recipe("int8", method="percentile", tool="auto")) == "onnxruntime"
+
+
+def _quantize_without_high_precision(onnx_path, quantize_mode="int8", calibration_data=None, calibration_method=None,
+                                     op_types_to_quantize=None, op_types_to_exclude=None, nodes_to_exclude=None,
+                                     output_path=None, **kwargs):
+    """The signature of a ModelOpt ``quantize`` that predates ``high_precision_dtype`` (ends in **kwargs)."""
+
+
+def test_arguments_modelopt_would_swallow_in_kwargs_are_named(calib, tmp_path):
+    import inspect
+
+    from workbench.precision.modelopt_adapter import unaccepted_arguments
+
+    parameters = inspect.signature(_quantize_without_high_precision).parameters
+    kwargs = modelopt_kwargs(sample_path("digits_cnn"), Recipe("int8"), calib, tmp_path / "q.onnx")
+    assert unaccepted_arguments(kwargs, parameters) == ["high_precision_dtype"]
+    keep = modelopt_kwargs(sample_path("digits_cnn"), Recipe("int8", keep_fp32_op_types=("Softmax",)), calib,
+                           tmp_path / "q.onnx")
+    assert unaccepted_arguments(keep, parameters) == ["high_precision_dtype", "op_types_to_exclude_fp16"]
+    assert unaccepted_arguments({"onnx_path": "m.onnx", "output_path": "q.onnx"}, parameters) == []

@@ -128,18 +128,25 @@ def test_int8_excluded_nodes_stay_unquantized(ws):
 
 
 def test_int8_equals_onnxruntime_quantize_static(ws, tmp_path):
-    """Same settings through quantize_static (ORT's own calibrator) give the same graph, bit for bit."""
+    """Same settings through quantize_static (ORT's own calibrator) give the same graph, bit for bit.
+
+    Both quantize the model as the workbench loads it (normalized: its Constant weights folded);
+    quantize_static runs on a copy in tmp_path, as it writes ``<model>-inferred.onnx`` beside its input.
+    """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     from workbench.datasets.calibration_sets import from_npz
+    from workbench.model import load_model
 
     variant = build("digits_transformer", Recipe("int8", batch_size=32, exact_calibration=True), ws)
     ops = list(variant.recipe.quantized_op_types)
     calib = from_npz(sample_data_path("digits_transformer", "calib"), ["input"])
+    normalized = tmp_path / "digits_transformer.onnx"
+    onnx.save(load_model(sample_path("digits_transformer")).proto, str(normalized))
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
-        quantize_static(str(sample_path("digits_transformer")), str(tmp_path / "ort.onnx"), ArrayReader(calib, 32),
+        quantize_static(str(normalized), str(tmp_path / "ort.onnx"), ArrayReader(calib, 32),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=ops, per_channel=True, extra_options=tensorrt_extra_options(ops))
     finally:
@@ -224,16 +231,25 @@ def test_fp16_initializer_beyond_range_keeps_its_node_fp32(tmp_path):
 def test_fp16_activation_overflow_safeguard_uses_calibration(tmp_path, fp32_top1):
     path, k = _scaled_cnn(tmp_path, 6.0e4)  # weights stay below 65504, conv1's output does not
     eval_data = sample_data_path("digits_cnn", "eval")
-    plain = make_variant(path, "fp16", workspace=tmp_path / "ws", progress=False)
-    assert "/features/conv1/Conv" not in plain.record["kept_fp32"]
-    broken = evaluate_variant(plain, eval_data)["top1"]
     safe = make_variant(path, "fp16", sample_data_path("digits_cnn", "calib"), workspace=tmp_path / "ws", progress=False)
     kept = safe.record["kept_fp32"]
     assert {"/features/conv1/Conv", "/unscale/Mul"} <= set(kept)
     assert "observed |x|" in kept["/features/conv1/Conv"]
     assert safe.record["calibration"]["purpose"] == "FP16 overflow safeguard"
-    assert broken < 0.5  # conv1's output overflows float16 without the safeguard
+    assert safe.record["warnings"] == [] and safe.record["details"]["fp16_activation_check"]["data"] == "calibration"
     assert abs(evaluate_variant(safe, eval_data)["top1"] - fp32_top1["digits_cnn"]) <= 0.005
+    # without calibration data the check runs on random inputs (here they overflow too) and says so loudly
+    plain = make_variant(path, "fp16", workspace=tmp_path / "ws", progress=False)
+    assert "/features/conv1/Conv" in plain.record["kept_fp32"]
+    assert plain.record["details"]["fp16_activation_check"]["data"].startswith("random")
+    assert any("not on real data" in w for w in plain.record["warnings"])
+    # and with neither, conv1's output overflows float16: the safeguard is what keeps the accuracy
+    from workbench.precision.lowp import emulate_low_precision, to_float16
+
+    unguarded = tmp_path / "unguarded.onnx"
+    onnx.save(emulate_low_precision(to_float16(onnx.load(str(path))), TensorProto.FLOAT16), str(unguarded))
+    data = np.load(eval_data)
+    assert top1_accuracy(unguarded, {"input": data["input"]}, data["labels"]) < 0.5
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -240,3 +240,22 @@ def test_pareto_front_on_real_measured_rows(real_rows, tmp_path):
     assert frame.loc[frame["median_ms"].idxmin(), "id"] in on
     best = frame[frame["top1"] == frame["top1"].max()]
     assert best.loc[best["median_ms"].idxmin(), "id"] in on
+
+
+def test_rows_carry_the_chosen_metric(real_rows, _workspace):
+    """Every row records its evaluation's metric (the default: top1 with labels) in its own unit."""
+    fp32, fp16, int8 = real_rows[:3]
+    for row in (fp32, fp16, int8):
+        assert row["metric"] == "top1" and row["metric_unit"] == "%"
+        assert row["metric_value"] == pytest.approx(100 * row["top1"])
+    by_sqnr = evaluate(sample_path("digits_cnn"), sample_data_path("digits_cnn", "eval"),
+                       reference=sample_path("digits_cnn"), metric="sqnr")
+    row = make_row(model="digits_cnn", evaluation=by_sqnr)
+    assert (row["metric"], row["metric_value"], row["metric_unit"]) == ("sqnr", math.inf, "dB")
+    table = ResultsTable()
+    stored = table.get(table.add(row))  # non-finite numbers round-trip
+    assert stored["metric_value"] == math.inf and stored["metric_unit"] == "dB"
+    frame = table.frame()
+    assert list(frame.columns).index("metric") < list(frame.columns).index("mean_ms")
+    with pytest.raises(ResultsError, match="'metric_value' must be a number"):
+        table.add({**row, "metric_value": "high"})

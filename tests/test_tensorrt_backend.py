@@ -11,14 +11,18 @@ pure function tested here on real data:
 * the sample models in sample_models/ (profile choice, fingerprints, build plans);
 * a real ONNX parser error report from a public TensorRT issue (quoted where used).
 
-Tests that need TensorRT and a GPU are at the end and skip here with that reason.
+Tests that need TensorRT and a GPU are at the end. They skip only where TensorRT is not
+installed or no NVIDIA GPU is visible; a TensorRT or pycuda that is installed but broken (an
+import error, a CUDA that fails beside a visible GPU) makes them fail.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -181,7 +185,7 @@ def test_build_and_load_say_why_without_tensorrt(tmp_path):
 
     status = tensorrt_status()
     if status is None:
-        return  # covered by the GPU tests below
+        pytest.skip("TensorRT works here: the GPU tests below build and load engines")
     with pytest.raises(BackendUnavailable, match="TensorRT"):
         build_engine(sample_path("digits_cnn"), root=tmp_path)
     engine = tmp_path / "engine.plan"
@@ -259,16 +263,15 @@ def test_profile_defaults_for_the_sample_model():
     assert profile == {"input": ShapeRange((1, 1, 8, 8), (1, 1, 8, 8), (32, 1, 8, 8))}
 
 
-def test_profile_opt_from_real_data():
+def test_profile_opt_is_the_batch_not_the_data_size():
     data = np.load(sample_data_path("digits_cnn", "eval"))
-    batch = data["input"][:24]
-    profile = choose_profile(digits_inputs(), data_shapes={"input": batch.shape})
-    assert profile["input"] == ShapeRange((1, 1, 8, 8), (24, 1, 8, 8), (32, 1, 8, 8))
-    # The whole evaluation split (360 samples) as one batch: max grows to cover it.
+    # The whole evaluation split (360 samples) is data, not a batch: opt stays 1, max 32
+    # (issue 11: 552 samples became the opt and max batch).
     whole = choose_profile(digits_inputs(), data_shapes={"input": data["input"].shape}, max_batch=32)
-    assert whole["input"].opt[0] == whole["input"].max[0] == data["input"].shape[0] == 360
-    # An explicit batch wins over the data's first dimension.
-    assert choose_profile(digits_inputs(), data_shapes={"input": batch.shape}, batch=4)["input"].opt[0] == 4
+    assert whole["input"] == ShapeRange((1, 1, 8, 8), (1, 1, 8, 8), (32, 1, 8, 8))
+    # The batch given is the opt; a batch above max_batch raises max with it.
+    assert choose_profile(digits_inputs(), data_shapes={"input": data["input"].shape}, batch=24)["input"] == ShapeRange(
+        (1, 1, 8, 8), (24, 1, 8, 8), (32, 1, 8, 8))
     assert choose_profile(digits_inputs(), batch=64, max_batch=16)["input"] == ShapeRange(
         (1, 1, 8, 8), (64, 1, 8, 8), (64, 1, 8, 8)
     )
@@ -288,7 +291,7 @@ def test_profile_non_batch_dynamic_dims_need_data_or_shapes():
     specs = [{"name": "tokens", "dtype": "int64", "shape": ["batch", "sequence"]}]
     with pytest.raises(BuildRecipeError, match="dimension 1 \\('sequence'\\)"):
         choose_profile(specs)
-    profile = choose_profile(specs, data_shapes={"tokens": (4, 128)})
+    profile = choose_profile(specs, data_shapes={"tokens": (4, 128)}, batch=4)
     assert profile["tokens"] == ShapeRange((1, 128), (4, 128), (32, 128))
     explicit = choose_profile(specs, overrides={"tokens": {"min": [1, 16], "opt": [8, 128], "max": [16, 512]}})
     assert explicit["tokens"] == ShapeRange((1, 16), (8, 128), (16, 512))
@@ -539,10 +542,9 @@ def test_build_command_plans_from_real_data_without_tensorrt(tmp_path):
     assert plan["profile"]["input"] == {"min": [1, 1, 8, 8], "opt": [16, 1, 8, 8], "max": [32, 1, 8, 8]}
     assert "--builderOptimizationLevel=5" in plan["trtexec_command"]
     json.dumps(result)
-    if tensorrt_status() is None:
-        return  # building is covered by the GPU tests
-    with pytest.raises(BackendUnavailable, match="--plan-only"):
-        build_command(sample_path("digits_cnn"), progress=None)
+    if tensorrt_status() is not None:  # where TensorRT works, building is covered by the GPU tests
+        with pytest.raises(BackendUnavailable, match="--plan-only"):
+            build_command(sample_path("digits_cnn"), progress=None)
 
 
 # ------------------------------------------------------------------------------------------
@@ -1077,7 +1079,28 @@ def test_engine_attributes_do_not_hide_its_methods():
 # With TensorRT and a GPU (skipped here)
 
 
-needs_gpu = pytest.mark.skipif(tensorrt_status() is not None, reason=NEEDS_GPU)
+def nvidia_gpu_visible() -> bool:
+    """Whether the NVIDIA driver shows this process a GPU, seen without CUDA (so a broken CUDA
+    or pycuda cannot hide one): its device nodes, unless ``CUDA_VISIBLE_DEVICES`` hides them all."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "unset").strip() in ("", "-1"):
+        return False
+    return any(Path("/dev").glob("nvidia[0-9]*")) or any(Path("/proc/driver/nvidia/gpus").glob("*"))
+
+
+def gpu_tests_skip_reason() -> str | None:
+    """Why the GPU tests cannot run here: TensorRT is not installed, or no NVIDIA GPU is visible.
+
+    Nothing else: with TensorRT installed and a GPU visible, the tests run, and a TensorRT or
+    pycuda that does not import (or a CUDA that fails) fails them with its error.
+    """
+    if importlib.util.find_spec("tensorrt") is None:
+        return f"{NEEDS_GPU}: TensorRT is not installed"
+    if not nvidia_gpu_visible():
+        return f"{NEEDS_GPU}: no NVIDIA GPU is visible"
+    return None
+
+
+needs_gpu = pytest.mark.skipif(gpu_tests_skip_reason() is not None, reason=gpu_tests_skip_reason() or "")
 
 
 @pytest.fixture
@@ -1086,8 +1109,24 @@ def isolated_workspace(tmp_path, monkeypatch):
     return tmp_path
 
 
+def require_working_tensorrt() -> None:
+    """Fail (not skip) when TensorRT is installed and a GPU is visible but the stack is broken."""
+    problem = tensorrt_status()
+    assert problem is None, f"TensorRT is installed and an NVIDIA GPU is visible, but {problem}"
+
+
+def test_gpu_tests_skip_only_without_tensorrt_or_gpu(monkeypatch):
+    """With CUDA_VISIBLE_DEVICES hiding every GPU the GPU tests skip, and the only reasons they
+    give are a missing TensorRT or a missing GPU (a broken install is not one: it fails them)."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert not nvidia_gpu_visible()
+    reason = gpu_tests_skip_reason()
+    assert reason in (f"{NEEDS_GPU}: TensorRT is not installed", f"{NEEDS_GPU}: no NVIDIA GPU is visible")
+
+
 @needs_gpu
 def test_gpu_build_run_matches_onnxruntime(isolated_workspace):
+    require_working_tensorrt()
     from workbench.backends.tensorrt.build import build_engine
     from workbench.backends.tensorrt.runtime import load_engine
 
@@ -1107,6 +1146,7 @@ def test_gpu_build_run_matches_onnxruntime(isolated_workspace):
 
 @needs_gpu
 def test_gpu_benchmark_layers_and_profile(isolated_workspace):
+    require_working_tensorrt()
     backend = get_backend("tensorrt")
     engine = backend.build(sample_path("digits_cnn"), {"recipe": "fast-build", "batch": 8})
     inputs = engine.synthetic_inputs()
@@ -1125,6 +1165,7 @@ def test_gpu_benchmark_layers_and_profile(isolated_workspace):
 
 @needs_gpu
 def test_gpu_refuses_engine_with_foreign_metadata(isolated_workspace):
+    require_working_tensorrt()
     from workbench.backends.tensorrt.build import build_engine
     from workbench.backends.tensorrt.runtime import load_engine
 
@@ -1138,6 +1179,7 @@ def test_gpu_refuses_engine_with_foreign_metadata(isolated_workspace):
 
 @needs_gpu
 def test_gpu_parser_errors_are_reported_per_node(isolated_workspace, tmp_path):
+    require_working_tensorrt()
     from workbench.backends.tensorrt.build import TensorRTBuildError, build_engine
 
     # An operator no TensorRT knows, from a custom domain with no plugin registered for it.

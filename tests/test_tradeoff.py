@@ -151,8 +151,8 @@ def _ring(explorer):
 @pytest.mark.parametrize("interactive", [True, False], ids=["figurewidget", "static"])
 def test_explorer_select_updates_selection_highlight_details_and_callbacks(table, interactive,
                                                                            monkeypatch):
-    if interactive and not figure_widget_available():
-        pytest.skip("plotly's FigureWidget needs anywidget")
+    # anywidget is a dependency (pyproject.toml): a missing or broken one fails, it does not skip
+    assert figure_widget_available(), "plotly's FigureWidget needs anywidget, a dependency of the workbench"
     monkeypatch.setattr(tradeoff, "figure_widget_available", lambda: interactive)
     explorer = TradeoffExplorer(table)
     assert explorer.interactive is interactive
@@ -172,6 +172,8 @@ def test_explorer_select_updates_selection_highlight_details_and_callbacks(table
 
     explorer.precision_dropdown.value = "FP32"  # filter: INT8 hidden, selection kept
     assert {t.name for t in _traces(explorer.figure, VARIANTS)} == {"FP32"}
+    fp32_ids = sorted(frame.loc[frame["precision"] == "FP32", "id"])
+    assert sorted(i for t in _traces(explorer.figure, VARIANTS) for i in t.customdata) == fp32_ids
     assert _ring(explorer) == ([], []) and explorer.selected_id == int8["id"]
     explorer.precision_dropdown.value = "(all)"
     assert _ring(explorer) == ([int8["median_ms"]], [int8["top1"]])
@@ -187,8 +189,8 @@ def test_explorer_select_updates_selection_highlight_details_and_callbacks(table
 
 
 def test_explorer_click_on_a_point_selects_it(table):
-    if not figure_widget_available():
-        pytest.skip("plotly's FigureWidget needs anywidget")
+    # anywidget is a dependency (pyproject.toml): a missing or broken one fails, it does not skip
+    assert figure_widget_available(), "plotly's FigureWidget needs anywidget, a dependency of the workbench"
     from plotly.callbacks import InputDeviceState, Points
 
     explorer = TradeoffExplorer(table)
@@ -209,8 +211,15 @@ def test_explorer_filters_and_refresh_pick_up_new_rows(table, real_rows):
     explorer = TradeoffExplorer(table)
     assert explorer.model_dropdown.options == ("(all)", "digits_cnn", "digits_transformer")
     assert explorer.precision_dropdown.options == ("(all)", "BF16", "FP16", "FP32", "INT8")
+    frame = table.frame()
     explorer.model_dropdown.value = "digits_transformer"
-    assert [len(t.x) for t in _traces(explorer.figure, VARIANTS)] == [1]
+    (only,) = frame[frame["model"] == "digits_transformer"].to_dict("records")
+    drawn = [(i, x, y) for t in _traces(explorer.figure, VARIANTS) for i, x, y in zip(t.customdata, t.x, t.y)]
+    assert drawn == [(only["id"], only["median_ms"], only["top1"])]  # that model's one row, where it lies
+    explorer.model_dropdown.value = "digits_cnn"
+    measured = frame[(frame["model"] == "digits_cnn") & frame["median_ms"].notna()]
+    drawn = {i: (x, y) for t in _traces(explorer.figure, VARIANTS) for i, x, y in zip(t.customdata, t.x, t.y)}
+    assert drawn == {r["id"]: (r["median_ms"], r["top1"]) for r in measured.to_dict("records")}
     explorer.model_dropdown.value = "(all)"
     new_id = table.add({**real_rows[0], "variant": "cnn-rerun", "backend": "tensorrt"})
     explorer.refresh()
@@ -228,3 +237,20 @@ def test_explorer_on_a_frame_and_bad_input(real_rows):
     with pytest.raises(TypeError, match="ResultsTable or a results DataFrame"):
         TradeoffExplorer([1, 2])
     assert "Click a point" in details_html(None)
+
+
+def test_metric_axis_is_titled_by_the_rows_metric_and_refuses_mixed_metrics(real_rows):
+    rows = [dict(r, id=f"r{i}") for i, r in enumerate(real_rows[:3])]
+    frame = pd.DataFrame(rows)
+    fig = tradeoff_figure(frame, y="metric_value")
+    assert fig.layout.yaxis.title.text == "top1 (%)"
+    points = sorted((x, y) for t in _traces(fig, VARIANTS) for x, y in zip(t.x, t.y))
+    assert points == sorted((r["median_ms"], r["metric_value"]) for r in rows)
+    hover = _traces(fig, VARIANTS)[0].hovertext[0]
+    assert re.search(r"top1: [0-9.]+ %", hover)
+    psnr = frame.assign(metric="psnr", metric_unit="dB", metric_value=[60.0, 45.0, 30.0])
+    assert tradeoff_figure(psnr, y="metric_value").layout.yaxis.title.text == "psnr (dB)"
+    mixed = pd.concat([frame, psnr.assign(id=["p0", "p1", "p2"])])
+    with pytest.raises(ValueError, match=r"several metrics \['psnr', 'top1'\]"):
+        tradeoff_figure(mixed, y="metric_value")
+    assert "top1" in details_html(rows[2]) and "%" in details_html(rows[2])

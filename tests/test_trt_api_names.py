@@ -38,7 +38,7 @@ from workbench.backends.tensorrt import api_names
 REPO = Path(__file__).resolve().parents[1]
 API_DIR = REPO.parent / "shared" / "trt-api"
 TRT_DIR = REPO / "workbench" / "backends" / "tensorrt"
-BUILD_FILES = ("recipe", "shapes", "cache", "trtexec", "progress", "log", "build")
+BUILD_FILES = ("recipe", "shapes", "cache", "trtexec", "progress", "log", "build", "onnx_ops")
 RUNTIME_FILES = ("runtime", "engine_io", "execution", "timing")
 # side -> (its files, the names it declares)
 MODULES = {

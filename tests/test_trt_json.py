@@ -1,9 +1,11 @@
 """Tests of workbench.backends.tensorrt.trt_json against real TensorRT outputs.
 
 The fixtures in ../shared/fixtures/trt/ were written by real TensorRT 8.x runs (see its
-README). No real TensorRT 10/11 file exists there, so the tests of ``Metadata`` (10+) and of
-the TensorRT 11 layout (``Datatype`` + ``Format`` keys, I/O tensors instead of ``Bindings``)
-build their inputs by transforming a real 8.x fixture in the test; each such test says how.
+README). No real TensorRT 10/11 file exists there. ``tests/fixtures/trt11/engine.graph.json``
+is a TensorRT 11 export written by hand with TensorRT's documented spellings (``I/O Tensors``
+with ``IOMode``/``DataType``, ``Metadata`` with ``[ONNX Layer: ...]``; its README gives the
+sources); the other tests of ``Metadata`` and of separate ``Datatype`` + ``Format`` keys build
+their inputs by transforming a real 8.x fixture in the test, and say how.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from workbench.backends.tensorrt.trt_json import (
     normalize_dtype,
     onnx_nodes_from_metadata,
     onnx_nodes_from_name,
+    parse_tensor,
     precision_warnings,
     read_layers,
     read_times,
@@ -409,11 +412,21 @@ def test_onnx_nodes_from_metadata_ignores_other_entries():
     assert onnx_nodes_from_metadata("") == [] and onnx_nodes_from_metadata(None) == []
 
 
-def tensorrt11_document(folder: str) -> dict:
-    """Rewrite a real 8.x layer file the TensorRT 11 way.
+TRT11 = Path(__file__).resolve().parent / "fixtures" / "trt11" / "engine.graph.json"
 
-    Each tensor's ``Format/Datatype`` becomes separate ``Datatype`` and ``Format`` keys, and
-    ``Bindings`` becomes ``I/O Tensors`` (dicts with name and mode).
+
+def _documented_io_tensor(name: str, mode: str) -> dict:
+    """An ``I/O Tensors`` entry spelled as the TensorRT 11 fixture (and its documentation) does."""
+    (example,) = [t for t in read_json(TRT11)["I/O Tensors"] if t["IOMode"] == mode]
+    return {**copy.deepcopy(example), "Name": name}
+
+
+def tensorrt11_document(folder: str) -> dict:
+    """Rewrite a real 8.x layer file with separate tensor ``Datatype`` and ``Format`` keys.
+
+    That split is a layout the importer accepts; the TensorRT 11 documentation found for this
+    (tests/fixtures/trt11/README.md) does not show it, so it stays a transformation of a real
+    file. ``Bindings`` becomes ``I/O Tensors`` with the documented keys (``IOMode``...).
     """
     document = read_json(graph(folder))
     for layer in document["Layers"]:
@@ -422,10 +435,8 @@ def tensorrt11_document(folder: str) -> dict:
             tensor["Datatype"] = normalize_dtype(combined)
             tensor["Format"] = format_without_dtype(combined)
     bindings = document.pop("Bindings")
-    document["I/O Tensors"] = [
-        {"Name": bindings[0], "Mode": "Input"},
-        {"Name": bindings[1], "Mode": "Output"},
-    ]
+    document["I/O Tensors"] = [_documented_io_tensor(bindings[0], "Input"),
+                               _documented_io_tensor(bindings[1], "Output")]
     return document
 
 
@@ -437,7 +448,7 @@ def test_tensorrt11_layout_gives_the_same_table(tables, folder):
         assert list(table[column]) == list(original[column])
     assert list(table["onnx_nodes"]) == list(original["onnx_nodes"])
     assert [t[0]["layout"] for t in table["inputs"]] == [t[0]["layout"] for t in original["inputs"]]
-    assert table.attrs["io_tensors"][0]["Mode"] == "Input"
+    assert [t["IOMode"] for t in table.attrs["io_tensors"]] == ["Input", "Output"]
     assert table.attrs["bindings"] is None
 
 
@@ -447,6 +458,64 @@ def test_io_tensor_key_spellings(key):
     document[key] = document.pop("I/O Tensors")
     table = import_trt(document)
     assert [t["Name"] for t in table.attrs["io_tensors"]] == ["input.1", "191"]
+
+
+# ------------------------------------------------------------------------------------------
+# TensorRT 11, literally: tests/fixtures/trt11/engine.graph.json (written from the documentation;
+# see its README). Every expected value below is read off the file by eye.
+
+TRT11_LAYERS = [
+    # name, type, precision, input -> output precision, input -> output layout, onnx nodes, inserted
+    ("Reformatting CopyNode for Input Tensor 0 to /stem/conv/Conv + /stem/act/Relu", "Reformat",
+     "FP32", "FP32", "INT8", "LINEAR", "CHW32", [], True),
+    ("/stem/conv/Conv + /stem/act/Relu", "CaskConvolution", "INT8", "INT8", "INT8", "CHW32", "CHW32",
+     ["/stem/conv/Conv", "/stem/bn/BatchNormalization", "/stem/act/Relu"], False),
+    ("/pool/GlobalAveragePool", "CaskPooling", "INT8", "INT8", "INT8", "CHW32", "LINEAR",
+     ["/pool/GlobalAveragePool"], False),
+    ("Reformatting CopyNode for Input Tensor 0 to /head/Gemm", "Reformat", "INT8", "INT8", "FP16",
+     "LINEAR", "HWC8", [], True),
+    ("/head/Gemm", "CaskGemmConvolution", "FP16", "FP16", "FP16", "HWC8", "HWC8", ["/head/Gemm"], False),
+    ("/head/Reshape", "Shuffle", "FP16", "FP16", "FP16", "HWC8", "LINEAR", ["/head/Reshape"], False),
+    ("Reformatting CopyNode for Output Tensor 0 to /head/Reshape", "Reformat", "FP16", "FP16", "FP32",
+     "LINEAR", "LINEAR", [], True),
+]
+
+
+def test_tensorrt11_fixture_imports_layer_by_layer():
+    table = import_trt(TRT11)
+    got = [(r.name, r.type, r.precision, r.input_precision, r.output_precision, r.inputs[0]["layout"],
+            r.outputs[0]["layout"], list(r.onnx_nodes), bool(r.inserted)) for r in table.itertuples()]
+    assert got == TRT11_LAYERS
+    assert table.attrs["verbosity"] == "detailed" and table.attrs["warnings"] == []
+    stem = row(table, "/stem/conv/Conv + /stem/act/Relu")
+    assert stem["weights_dtype"] == "INT8" and stem["tactic"].startswith("sm80_xmma_fprop_implicit_gemm")
+    assert stem["outputs"][0]["shape"] == [1, 64, 112, 112] and stem["outputs"][0]["location"] == "Device"
+    assert row(table, "/head/Gemm")["weights_dtype"] == "FP16"  # "Half"
+    assert row(table, "Reformatting CopyNode for Input Tensor 0 to /head/Gemm")["tactic"] == "0x0000000000000000"
+
+
+def test_tensorrt11_fixture_io_tensors_as_documented():
+    table = import_trt(TRT11)
+    assert table.attrs["bindings"] is None
+    io = table.attrs["io_tensors"]
+    assert [(t["Name"], t["IOMode"], t["DataType"], t["Dimensions"]) for t in io] == [
+        ("input_0", "Input", "Float", [1, 3, 224, 224]), ("output_0", "Output", "Float", [1, 1000])]
+    # the engine's first layer reads the input tensor, the last writes the output tensor
+    assert table.iloc[0]["inputs"][0]["name"] == "input_0" and table.iloc[-1]["outputs"][0]["name"] == "output_0"
+    # a documented I/O tensor, with its profile's Format, reads as FP32 LINEAR like a layer tensor
+    tensor = parse_tensor({**io[0], "Format": io[0]["ProfileInfo"][0]["Format"]})
+    assert (tensor["dtype"], tensor["layout"], tensor["shape"]) == ("FP32", "LINEAR", [1, 3, 224, 224])
+
+
+@pytest.mark.parametrize(
+    "text, layout",
+    [("Row major linear FP32 format (kLINEAR)", "LINEAR"),
+     ("Thirty-two wide channel vectorized row major Int8 format (kCHW32)", "CHW32"),
+     ("Channel major FP16 format where channel % 8 == 0 (kHWC8)", "HWC8")],
+)
+def test_format_text_with_the_enum_name_in_parentheses(text, layout):
+    """TensorRT 11's I/O ``Format`` ends with the ``TensorFormat`` enum name, e.g. ``(kLINEAR)``."""
+    assert layout_label(format_without_dtype(text), 4) == layout
 
 
 @pytest.mark.parametrize(

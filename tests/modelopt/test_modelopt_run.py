@@ -3,14 +3,17 @@ onnxruntime-gpu, so it gets its own environment; `make test` runs both)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import onnx
 import pytest
 
 from workbench.precision import Recipe, make_variant
-from workbench.workflows import evaluate_variant
 from workbench.precision.modelopt_adapter import modelopt_available
 from workbench.precision.variants import VariantError
 from workbench.samples import sample_data_path, sample_path
+from workbench.workflows import evaluate_variant
 
 
 def test_modelopt_is_installed_here():
@@ -46,3 +49,30 @@ def test_modelopt_is_never_run_on_random_data(tmp_path):
     with pytest.raises(VariantError, match="needs calibration data"):
         make_variant(sample_path("digits_cnn"), Recipe("int8", tool="modelopt"), None, workspace=tmp_path,
                      progress=False)
+
+
+def _snapshot(folder):
+    import hashlib
+
+    return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_modelopt_runs_on_a_copy_and_writes_nothing_beside_the_users_model(tmp_path, monkeypatch):
+    """ModelOpt writes its input in place and ORT's tools drop <model>-inferred.onnx beside it: both
+    run on a copy in a temporary folder, so the user's folder is left as it was."""
+    import shutil
+
+    from workbench.workflows.quantize import quantize_command
+
+    user = tmp_path / "user"
+    user.mkdir()
+    model = shutil.copyfile(sample_path("digits_cnn"), user / "model.onnx")
+    calib = shutil.copyfile(sample_data_path("digits_cnn", "calib"), user / "calib.npz")
+    before = _snapshot(user)
+    result = quantize_command(model, "int8", calib, tool="modelopt", workspace=tmp_path / "ws")
+    assert result["tool"] == "modelopt" and result["output"] is None
+    assert _snapshot(user) == before
+    record = json.loads(Path(result["record"]).read_text())
+    assert record["details"]["modelopt"]["ignored_arguments"] == []
+    assert record["validation"]["onnx_checker"].startswith("passed")

@@ -6,6 +6,12 @@ memory stays bounded by one batch whatever the data set size.
 
 * Task metrics, when the data has ``labels``: top-k accuracy (fractions 0..1) of the variant's
   first output, which must be ``[N, C]`` class scores.
+* The chosen :mod:`~workbench.analysis.metrics` metric (``top1``, ``agreement``, ``cosine``,
+  ``sqnr``, ``psnr`` or the user's ``python:module:function``; by default top1 with labels, else
+  agreement, or SQNR for outputs that are not class scores), the reference's value of it, and
+  the verdict ``passed``: the metric reaches its target (by default half a point below the
+  reference for top1/agreement, 30 dB of SQNR...), or, when ``atol``/``rtol`` are given, every
+  output within them elementwise. Outputs with NaN/Inf never pass.
 * Output agreement with the reference, per output name: absolute and relative error
   (Polygraphy's :class:`~polygraphy.comparator.SimpleCompareFunc` per batch, so the figures and
   the pass/fail verdict are the ones ``polygraphy run --atol --rtol`` reports; relative error is
@@ -16,13 +22,13 @@ memory stays bounded by one batch whatever the data set size.
 Example::
 
     result = evaluate("model.int8.onnx", "eval.npz", reference="model.onnx")
-    result.top1, result.outputs["logits"].sqnr_db
+    result.top1, result.outputs["logits"].sqnr_db, result.metric.value, result.passed
+    evaluate("sr.int8.onnx", "images.npz", reference="sr.onnx", metric="psnr", target=35).passed
     result.to_dict()   # JSON-safe, the ``workbench evaluate --json`` contract
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +37,32 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import onnx
 
+# the agreement figures and metric helpers live in agreement.py and metrics.py; re-exported here
+# (``name as name``) because callers and tests import them from this module
+from workbench.analysis.agreement import OutputAgreement as OutputAgreement
+from workbench.analysis.agreement import OutputStats, json_float, polygraphy_compare
+from workbench.analysis.metrics import (
+    Metric,
+    MetricError,
+    Target,
+    binomial_stderr,
+    check_drop_possible,
+    default_metric,
+    get_metric,
+    resolve_target,
+    topk_hits,
+)
+from workbench.analysis.metrics import cosine_per_sample as cosine_per_sample
+from workbench.analysis.metrics import sqnr_db as sqnr_db
 from workbench.backends import get_backend
-from workbench.datasets.arrays import InputDataError, load_labelled
+from workbench.datasets.arrays import (
+    InputDataError,
+    check_labels,
+    load_data,
+    num_samples,
+    resolve_sample_axes,
+    take_batch,
+)
 from workbench.errors import WorkbenchError
 from workbench.progress import resolve_progress
 from workbench.tables.results import tool_versions
@@ -53,60 +83,34 @@ class EvaluationError(WorkbenchError, ValueError):
 
 
 @dataclass
-class OutputAgreement:
-    """How closely one output of the variant follows the reference's, over the whole data set.
+class MetricResult:
+    """One metric's value for a variant, its reference's, and whether it reached its target.
 
     Attributes:
-        name: Output name.
-        shape: Shape of one sample's output (without the batch dimension).
-        dtype: The variant's output dtype.
-        max_abs_error, mean_abs_error: ``|variant - reference|`` statistics over all elements.
-        max_rel_error, mean_rel_error: ``|variant - reference| / |reference|`` (Polygraphy's
-            definition: reference zeros get a 2.2e-16 epsilon).
-        cosine_mean, cosine_min: Cosine similarity of each sample's output, averaged / worst.
-        cosine: Cosine similarity of the whole output tensor.
-        sqnr_db: Signal-to-quantization-noise ratio in dB; ``inf`` for identical outputs,
-            ``nan`` when the variant produced NaN/Inf.
-        nonfinite: Number of NaN/Inf values the variant produced.
-        passed: Polygraphy's verdict for ``check_error_stat`` with ``atol``/``rtol``.
+        name: The metric (``"top1"``, ``"agreement"``, ``"sqnr"``, ``"python:m:f"``...).
+        unit: Its unit (``"%"``, ``"dB"``, ``""``).
+        value: The variant's value.
+        reference_value: The reference's value (None without a reference).
+        stderr: The binomial standard error of ``value`` for proportion metrics, else None.
+        target: The :class:`~workbench.analysis.metrics.Target`, or None (no reference, no target).
+        passed: Whether ``value`` reached the target (None without one).
     """
 
     name: str
-    shape: list
-    dtype: str
-    max_abs_error: float
-    mean_abs_error: float
-    max_rel_error: float
-    mean_rel_error: float
-    cosine_mean: float
-    cosine_min: float
-    cosine: float
-    sqnr_db: float
-    nonfinite: int
-    passed: bool
-
-    @property
-    def identical(self) -> bool:
-        """Whether the variant's output equals the reference's exactly."""
-        return self.max_abs_error == 0.0 and self.nonfinite == 0
+    unit: str
+    value: float
+    reference_value: float | None = None
+    stderr: float | None = None
+    target: Target | None = None
+    passed: bool | None = None
 
     def to_dict(self) -> dict:
-        """JSON-safe figures: non-finite numbers become None (see ``identical``)."""
-        return {
-            "shape": list(self.shape),
-            "dtype": self.dtype,
-            "max_abs_error": json_float(self.max_abs_error),
-            "mean_abs_error": json_float(self.mean_abs_error),
-            "max_rel_error": json_float(self.max_rel_error),
-            "mean_rel_error": json_float(self.mean_rel_error),
-            "cosine_mean": json_float(self.cosine_mean),
-            "cosine_min": json_float(self.cosine_min),
-            "cosine": json_float(self.cosine),
-            "sqnr_db": json_float(self.sqnr_db),
-            "identical": self.identical,
-            "nonfinite": int(self.nonfinite),
-            "passed": bool(self.passed),
-        }
+        """``metric``, ``metric_value``, ``metric_unit``, ``metric_reference_value``,
+        ``metric_stderr`` and ``target`` (its ``minimum``, ``drop``, ``source``...), strict JSON."""
+        return {"metric": self.name, "metric_value": json_float(self.value), "metric_unit": self.unit,
+                "metric_reference_value": json_float(self.reference_value),
+                "metric_stderr": json_float(self.stderr),
+                "target": None if self.target is None else self.target.to_dict()}
 
 
 @dataclass
@@ -127,7 +131,12 @@ class EvaluationResult:
         outputs: Output name -> :class:`OutputAgreement` (empty without a reference).
         predictions: The variant's argmax class per sample (None if not a classifier).
         reference_predictions: The reference's argmax class per sample.
-        tolerance: ``atol``, ``rtol`` and ``check_error_stat`` the verdicts used.
+        tolerance: ``atol``, ``rtol`` and ``check_error_stat`` the per-output verdicts used.
+        metric: The chosen (or default) metric's :class:`MetricResult`, or None when no metric
+            applies (no labels that fit and no reference).
+        verdict: What ``passed`` is based on: ``"metric"`` (the metric reached its target),
+            ``"tolerance"`` (every output within ``atol``/``rtol``, when they were asked for),
+            or None (nothing to judge against).
         warnings: Things the user should know (no labels, output not ``[N, C]``...).
         versions: Tool versions.
     """
@@ -146,6 +155,8 @@ class EvaluationResult:
     predictions: np.ndarray | None = None
     reference_predictions: np.ndarray | None = None
     tolerance: dict = field(default_factory=dict)
+    metric: MetricResult | None = None
+    verdict: str | None = None
     warnings: list[str] = field(default_factory=list)
     versions: dict = field(default_factory=dict)
 
@@ -166,10 +177,16 @@ class EvaluationResult:
 
     @property
     def passed(self) -> bool | None:
-        """Whether every output is within tolerance of the reference (None without one)."""
-        if not self.outputs:
+        """The verdict: the metric reached its target (by default), or every output is within
+        ``atol``/``rtol`` of the reference (when they were asked for); never with NaN/Inf
+        outputs; None without a reference or a target."""
+        if self.verdict is None:
             return None
-        return all(o.passed for o in self.outputs.values())
+        if any(o.nonfinite for o in self.outputs.values()):
+            return False
+        if self.verdict == "tolerance":
+            return all(o.passed for o in self.outputs.values())
+        return self.metric.passed
 
     @property
     def min_cosine(self) -> float | None:
@@ -190,7 +207,10 @@ class EvaluationResult:
             first output is ``[N, C]``, with ``classifier_output`` and ``num_classes``;
             ``outputs`` (output name -> :meth:`OutputAgreement.to_dict`), ``passed``,
             ``min_cosine``, ``min_sqnr_db`` and ``top1_agreement`` when a reference is given;
-            ``tolerance``, ``warnings`` and ``versions``. Non-finite numbers are None.
+            ``metric``, ``metric_value``, ``metric_unit`` (and ``metric_reference_value``,
+            ``metric_stderr``, ``target``) when a metric applies; ``verdict`` (what ``passed``
+            is based on); ``tolerance``, ``warnings`` and ``versions``. Non-finite numbers are
+            None.
         """
         data: dict[str, Any] = {
             "variant": self.variant,
@@ -206,13 +226,17 @@ class EvaluationResult:
         if self.classifier_output is not None:
             data["classifier_output"] = self.classifier_output
             data["num_classes"] = self.num_classes
+        if self.reference is not None or self.verdict is not None:
+            data["passed"] = self.passed
         if self.reference is not None:
             data["outputs"] = {name: o.to_dict() for name, o in self.outputs.items()}
-            data["passed"] = self.passed
             data["min_cosine"] = json_float(self.min_cosine)
             data["min_sqnr_db"] = json_float(self.min_sqnr_db)
             if self.top1_agreement is not None:
                 data["top1_agreement"] = self.top1_agreement
+        if self.metric is not None:
+            data.update(self.metric.to_dict())
+        data["verdict"] = self.verdict
         data["tolerance"] = dict(self.tolerance)
         data["warnings"] = list(self.warnings)
         data["versions"] = dict(self.versions)
@@ -230,14 +254,6 @@ class EvaluationResult:
         return pd.DataFrame({name: o.to_dict() for name, o in self.outputs.items()})
 
 
-def json_float(value) -> float | None:
-    """``value`` as a float, or None if it is None, NaN or infinite (strict JSON has neither)."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 # --------------------------------------------------------------------------------------------
 # Entry points
 # --------------------------------------------------------------------------------------------
@@ -252,11 +268,15 @@ def evaluate(
     backend_options: Mapping[str, Any] | None = None,
     batch_size: int = 64,
     top_k: Sequence[int] = (1, 5),
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
+    atol: float | None = None,
+    rtol: float | None = None,
     check_error_stat: str = "elemwise",
     limit: int | None = None,
     progress: Any = False,
+    metric=None,
+    target: float | None = None,
+    target_drop: float | None = None,
+    compare_outputs: bool = True,
 ) -> EvaluationResult:
     """Measure a variant's accuracy on a data set, and its agreement with a reference.
 
@@ -266,7 +286,8 @@ def evaluate(
             (anything with ``run(inputs) -> {output name: array}``, used as is).
         dataset: An ``.npz`` path (one array per model input, plus optional ``labels``), or
             ``(inputs, labels)`` with ``inputs`` a mapping of input name -> array and
-            ``labels`` an array or None.
+            ``labels`` an array or None. Labels are class indices ``[N]`` (or one-hot
+            ``[N, C]``), or ``[N, T]`` per position for ``[N, T, C]`` outputs.
         reference: The model to compare outputs with (usually FP32), in any form ``variant``
             takes; None for task metrics only.
         backend: Backend name (``"onnxruntime"``, ``"tensorrt"``) or a
@@ -275,11 +296,21 @@ def evaluate(
         batch_size: Samples per inference. A model with a fixed batch dimension uses its own
             (the last batch is padded by repeating its last sample; padded outputs are dropped).
         top_k: Which top-k accuracies to report (k below the number of classes).
-        atol, rtol: Tolerances of the pass/fail verdict (Polygraphy's meaning).
+        atol, rtol: Tolerances of each output's Polygraphy verdict (default 1e-5). Giving
+            either makes ``passed`` the elementwise verdict instead of the metric's.
         check_error_stat: ``"elemwise"`` (every element within ``atol`` or ``rtol``), ``"max"``
             or ``"mean"`` (that statistic within ``atol`` or ``rtol``).
         limit: Evaluate only the first ``limit`` samples.
         progress: See :mod:`workbench.progress` (True or "tqdm": a bar; "log": log lines).
+        metric: A :mod:`~workbench.analysis.metrics` name or :class:`Metric` (``top1``,
+            ``agreement``, ``cosine``, ``sqnr``, ``psnr``, ``python:module:function``); None
+            picks :func:`~workbench.analysis.metrics.default_metric` from the labels, the
+            reference and the first output's shape.
+        target: The minimum metric value that passes (in its unit).
+        target_drop: The allowed drop from the reference's value (in its unit); with neither,
+            the metric's default (0.5 points of top1/agreement, 30 dB SQNR...).
+        compare_outputs: Compute the per-output agreement figures (``outputs``) when there is a
+            reference; False scores only the metric (faster).
 
     Returns:
         The :class:`EvaluationResult`.
@@ -291,8 +322,15 @@ def evaluate(
             model fails to run, or an argument is invalid.
     """
     batch_size, top_k = _check_args(batch_size, top_k, atol, rtol, check_error_stat, limit)
+    chosen = _check_metric(metric, reference, atol, rtol, target, target_drop)
     run = _prepare(variant, dataset, reference, backend, backend_options, batch_size=batch_size, limit=limit)
-    acc = _Accumulator(top_k=top_k, labels=run.labels, atol=atol, rtol=rtol, check_error_stat=check_error_stat)
+    if chosen is not None and chosen.needs_labels and run.raw_labels is None:
+        raise EvaluationError(f"metric {chosen.name} compares with labels, and {run.source} has none: save them as "
+                              "'labels' beside the inputs, or choose a metric that compares with the reference.")
+    acc = _Accumulator(top_k=top_k, labels=run.labels, atol=DEFAULT_ATOL if atol is None else atol,
+                       rtol=DEFAULT_RTOL if rtol is None else rtol, check_error_stat=check_error_stat,
+                       metric=chosen, raw_labels=run.raw_labels, compare_outputs=compare_outputs,
+                       tolerance_asked=atol is not None or rtol is not None, target=target, target_drop=target_drop)
     _run_all(run, acc, progress)
     return acc.result(variant=describe_model(variant),
                       reference=None if reference is None else describe_model(reference),
@@ -308,11 +346,13 @@ class _Run:
     runner: Any  # the variant's engine
     ref_runner: Any  # the reference's, or None
     inputs: dict
-    labels: np.ndarray | None
+    labels: np.ndarray | None  # [N] class indices (top-k), when the labels are that
+    raw_labels: np.ndarray | None  # the labels as given (the metric reads them)
     source: str  # where the data came from
     samples: int
     shapes: dict | None  # the variant's declared input shapes, if it says
     batch: dict  # {"size", "fixed"} from _batch_for
+    sample_axes: dict  # input name -> its sample axis, or None (fed as it is)
 
 
 def _prepare(variant, dataset, reference, backend, backend_options, *, batch_size: int, limit) -> _Run:
@@ -327,14 +367,18 @@ def _prepare(variant, dataset, reference, backend, backend_options, *, batch_siz
     """
     runner = as_engine(variant, backend, backend_options, what="variant")
     ref_runner = None if reference is None else as_engine(reference, backend, backend_options, what="reference")
-    inputs, labels, source = load_labelled(dataset, engine_input_names(runner), limit=limit)
+    data = load_data(dataset, engine_input_names(runner), limit=limit)
+    inputs, raw, source, axes = data.inputs, data.labels, data.source, data.sample_axes
+    # 1-D labels are class indices (checked now); 2-D ones are one-hot rows or per-position
+    # labels, told apart by the output's shape on the first batch
+    labels = check_labels(raw, data.num_samples, source) if raw is not None and raw.ndim == 1 else None
     shapes = engine_input_shapes(runner)
-    check_input_shapes(inputs, shapes, source, what="variant")
+    check_input_shapes(inputs, shapes, source, what="variant", sample_axes=axes)
     if ref_runner is not None:
         _check_same_inputs(engine_input_names(runner), engine_input_names(ref_runner))
-        check_input_shapes(inputs, engine_input_shapes(ref_runner), source, what="reference")
-    return _Run(runner, ref_runner, inputs, labels, source, next(iter(inputs.values())).shape[0], shapes,
-                _batch_for(batch_size, runner, ref_runner))
+        check_input_shapes(inputs, engine_input_shapes(ref_runner), source, what="reference", sample_axes=axes)
+    return _Run(runner, ref_runner, inputs, labels, raw, source, data.num_samples, shapes,
+                _batch_for(batch_size, runner, ref_runner, axes), axes)
 
 
 def _run_all(run: _Run, acc: "_Accumulator", progress: Any) -> None:
@@ -346,12 +390,14 @@ def _run_all(run: _Run, acc: "_Accumulator", progress: Any) -> None:
         progress: See :mod:`workbench.progress`.
     """
     with resolve_progress(progress).task("evaluate", run.samples, unit="sample") as task:
-        for start, feed, count in iter_batches(run.inputs, run.batch["size"], pad=run.batch["fixed"]):
-            outputs = run_checked(run.runner, feed, run.shapes, "variant", start, count)
+        for start, feed, count in iter_batches(run.inputs, run.batch["size"], pad=run.batch["fixed"],
+                                               sample_axes=run.sample_axes):
+            fed = run.batch["size"] if run.batch["fixed"] else count
+            outputs = run_checked(run.runner, feed, run.shapes, "variant", start, count, fed)
             ref_outputs = None
             if run.ref_runner is not None:
                 ref_outputs = run_checked(run.ref_runner, feed, engine_input_shapes(run.ref_runner),
-                                          "reference", start, count)
+                                          "reference", start, count, fed)
             acc.add(outputs, ref_outputs, start, count)
             task.update(count)
 
@@ -371,7 +417,7 @@ def _check_args(batch_size, top_k, atol, rtol, check_error_stat, limit) -> tuple
     if any(k < 1 for k in ks):
         raise EvaluationError(f"top_k values must be >= 1, got {tuple(top_k)!r}")
     for name, value in (("atol", atol), ("rtol", rtol)):
-        if not (isinstance(value, (int, float)) and value >= 0):
+        if value is not None and not (isinstance(value, (int, float)) and value >= 0):
             raise EvaluationError(f"{name} must be a number >= 0, got {value!r}")
     if check_error_stat not in CHECK_ERROR_STATS:
         raise EvaluationError(f"check_error_stat must be one of {CHECK_ERROR_STATS}, got {check_error_stat!r} "
@@ -379,6 +425,31 @@ def _check_args(batch_size, top_k, atol, rtol, check_error_stat, limit) -> tuple
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise EvaluationError(f"limit must be a positive integer or None, got {limit!r}")
     return int(batch_size), ks
+
+
+def _check_metric(metric, reference, atol, rtol, target, target_drop) -> Metric | None:
+    """The asked metric (None: chosen on the first batch), refusing what cannot work before any run.
+
+    Raises:
+        MetricError: An unknown metric, or both ``target`` and ``target_drop``.
+        EvaluationError: A reference metric or tolerances without a reference.
+    """
+    chosen = None if metric is None else get_metric(metric)
+    if target is not None and target_drop is not None:
+        raise MetricError("give a target value or an allowed drop (--target or --target-drop), not both.")
+    if chosen is not None:
+        check_drop_possible(chosen, target_drop)
+    if reference is None:
+        if chosen is not None and chosen.needs_reference:
+            raise EvaluationError(f"metric {chosen.name} compares the variant's outputs with a reference's: give the "
+                                  "FP32 model as the reference (--reference FP32.onnx), or use top1 with labels.")
+        if atol is not None or rtol is not None:
+            raise EvaluationError("atol/rtol compare each output with a reference's: give the FP32 model as the "
+                                  "reference (--reference FP32.onnx).")
+        if target_drop is not None:
+            raise EvaluationError("a target drop is measured from the reference's value: give the FP32 model as "
+                                  "the reference (--reference FP32.onnx), or an absolute --target.")
+    return chosen
 
 
 def as_engine(model, backend="onnxruntime", options: Mapping[str, Any] | None = None, *,
@@ -467,14 +538,17 @@ def _dims_text(shape: Sequence) -> str:
 
 
 def check_input_shapes(inputs: Mapping[str, np.ndarray], shapes: Mapping[str, list] | None,
-                       source: str, *, what: str = "model") -> None:
+                       source: str, *, what: str = "model", sample_axes: Mapping[str, int | None] | None = None
+                       ) -> None:
     """Refuse data whose per-sample shape cannot fit the model's declared input shapes.
 
     Args:
-        inputs: Input name -> array, samples first.
-        shapes: Input name -> declared shape (first dim = batch); None skips the check.
+        inputs: Input name -> array, samples along its sample axis (0 unless ``sample_axes`` says).
+        shapes: Input name -> declared shape (the batch on the sample axis); None skips the check.
         source: Where the data came from, for messages.
         what: ``"variant"`` or ``"reference"``.
+        sample_axes: Input name -> the axis its samples run along, or None for an input fed as
+            it is (its whole shape must fit); default axis 0.
 
     Raises:
         InputDataError: Naming the input, the data's shape and the expected shape.
@@ -485,11 +559,16 @@ def check_input_shapes(inputs: Mapping[str, np.ndarray], shapes: Mapping[str, li
         expected = shapes.get(name)
         if expected is None:
             continue
+        axis = (sample_axes or {}).get(name, 0)
         fits = len(expected) == array.ndim and all(
-            not isinstance(d, int) or d == a for d, a in zip(expected[1:], array.shape[1:])
+            not isinstance(d, int) or d == a for i, (d, a) in enumerate(zip(expected, array.shape)) if i != axis
         )
         if fits:
             continue
+        if axis != 0:
+            where = "fed as it is" if axis is None else f"samples along axis {axis}"
+            raise InputDataError(f"{source}: input '{name}' has shape {list(array.shape)} ({where}) but the {what} "
+                                 f"expects {_dims_text(expected)}. Fix the array or its data description.")
         hint = "Reshape the data so that each sample matches (the first dimension counts samples)."
         sample_size = int(np.prod(array.shape[1:]))
         fixed = expected[1:]
@@ -501,12 +580,17 @@ def check_input_shapes(inputs: Mapping[str, np.ndarray], shapes: Mapping[str, li
         )
 
 
-def _batch_for(batch_size: int, runner, ref_runner) -> dict:
-    """The batch size to run with: the models' fixed batch dimension if they have one."""
+def _batch_for(batch_size: int, runner, ref_runner, sample_axes: Mapping[str, int | None] | None = None) -> dict:
+    """The batch size to run with: the models' fixed batch dimension (on the sample axes) if they have one."""
     fixed = []
+    axes = dict(sample_axes or {})
     for engine, what in ((runner, "variant"), (ref_runner, "reference")):
         shapes = engine_input_shapes(engine) if engine is not None else None
-        dims = {s[0] for s in (shapes or {}).values() if s and isinstance(s[0], int)}
+        dims = set()
+        for name, shape in (shapes or {}).items():
+            axis = axes.get(name, 0)
+            if axis is not None and shape and axis < len(shape) and isinstance(shape[axis], int):
+                dims.add(shape[axis])
         if len(dims) > 1:
             raise EvaluationError(f"the {what}'s inputs disagree on the batch dimension: {sorted(dims)}")
         if dims:
@@ -526,32 +610,44 @@ def _batch_for(batch_size: int, runner, ref_runner) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def iter_batches(inputs: Mapping[str, np.ndarray], batch: int, *, pad: bool = False
+def iter_batches(inputs: Mapping[str, np.ndarray], batch: int, *, pad: bool = False,
+                 sample_axes: Mapping[str, int | None] | None = None
                  ) -> Iterator[tuple[int, dict[str, np.ndarray], int]]:
-    """Split inputs into batches.
+    """Split inputs into batches along their sample axes (inputs fed as they are go with every batch).
 
     Args:
-        inputs: Input name -> array, samples first.
+        inputs: Input name -> array.
         batch: Samples per batch.
         pad: Pad the last batch to ``batch`` by repeating its last sample (fixed-batch models).
+        sample_axes: The data description (default: axis 0, None for 0-d arrays).
 
     Yields:
         ``(start, feed, count)``: first sample index, the batch, and how many of its samples
         are real (the rest is padding).
     """
-    samples = next(iter(inputs.values())).shape[0]
+    axes = resolve_sample_axes(inputs, sample_axes)
+    samples = num_samples(inputs, axes)
     for start in range(0, samples, batch):
-        feed = {n: a[start:start + batch] for n, a in inputs.items()}
-        count = next(iter(feed.values())).shape[0]
+        feed = take_batch(inputs, batch, axes, start=start)
+        count = min(batch, samples - start)
         if pad and count < batch:
-            feed = {n: np.concatenate([a, np.repeat(a[-1:], batch - count, axis=0)])
-                    for n, a in feed.items()}
+            feed = {n: a if axes[n] is None else np.concatenate(
+                [a, np.repeat(np.take(a, [-1], axis=axes[n]), batch - count, axis=axes[n])], axis=axes[n])
+                for n, a in feed.items()}
         yield start, feed, count
 
 
 def run_checked(engine, feed: Mapping[str, np.ndarray], shapes: Mapping[str, list] | None,
-                what: str, start: int, count: int) -> dict[str, np.ndarray]:
+                what: str, start: int, count: int, fed: int | None = None) -> dict[str, np.ndarray]:
     """Run one batch; turn a backend's failure into a message naming inputs and shapes.
+
+    Args:
+        engine: Runs the feed.
+        feed: Input name -> batch.
+        shapes: The declared input shapes, for messages.
+        what: ``"variant"`` or ``"reference"``.
+        start, count: The batch's first sample and its real samples.
+        fed: Samples in the feed, padding included (default: the first input's axis 0).
 
     Returns:
         Output name -> array, with padded samples dropped.
@@ -575,7 +671,7 @@ def run_checked(engine, feed: Mapping[str, np.ndarray], shapes: Mapping[str, lis
         ) from err
     if not isinstance(outputs, Mapping):
         raise EvaluationError(f"the {what}'s run() returned {type(outputs).__name__}, not a dict")
-    batch = next(iter(feed.values())).shape[0]
+    batch = fed if fed is not None else next(iter(feed.values())).shape[0]
     return {n: _trim(np.asarray(a), batch, count) for n, a in outputs.items()}
 
 
@@ -586,175 +682,23 @@ def _trim(array: np.ndarray, batch: int, count: int) -> np.ndarray:
     return array
 
 
-# --------------------------------------------------------------------------------------------
-# Metrics
-# --------------------------------------------------------------------------------------------
-
-
-def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Whether each sample's label is among its ``k`` highest scores.
-
-    Args:
-        scores: ``[N, C]`` class scores.
-        labels: ``[N]`` class indices.
-        k: How many top classes count; ``k == 1`` is ``argmax == label``.
-
-    Returns:
-        ``[N]`` booleans.
-    """
-    if k == 1:
-        return scores.argmax(axis=1) == labels
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    return (top == labels[:, None]).any(axis=1)
-
-
-def cosine_per_sample(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each sample (first dimension) of two arrays of the same shape.
-
-    Both-zero samples count as 1, one-zero samples as 0 (Polygraphy's convention).
-
-    Returns:
-        ``[N]`` float64 values in [-1, 1] (NaN where a value is NaN).
-    """
-    a = a.reshape(a.shape[0], -1).astype(np.float64)
-    b = b.reshape(b.shape[0], -1).astype(np.float64)
-    dot = np.einsum("ij,ij->i", a, b)
-    na, nb = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)  # squared norms
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        cos = dot / np.sqrt(na * nb)  # exactly 1 when a == b
-    cos = np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, cos))
-    return np.clip(cos, -1.0, 1.0)
-
-
-def sqnr_db(signal_power: float, noise_power: float) -> float:
-    """``10 * log10(signal_power / noise_power)``; inf for no noise, -inf for no signal, NaN when
-    either power is not finite (the variant produced NaN/Inf)."""
-    if not (math.isfinite(signal_power) and math.isfinite(noise_power)):
-        return float("nan")
-    if noise_power == 0:
-        return float("inf")
-    if signal_power == 0:
-        return float("-inf")
-    return 10.0 * math.log10(signal_power / noise_power)
-
-
-def polygraphy_compare(variant: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], *,
-                       atol: float, rtol: float, check_error_stat: str) -> dict:
-    """Polygraphy's simple comparison of one batch, quietly.
-
-    Args:
-        variant, reference: Output name -> array, same names and shapes.
-        atol, rtol, check_error_stat: Polygraphy's ``SimpleCompareFunc`` settings.
-
-    Returns:
-        Output name -> :class:`polygraphy.comparator.OutputCompareResult` (``bool()`` is the
-        verdict; ``max_absdiff``, ``mean_reldiff``... the statistics).
-    """
-    from polygraphy.comparator import IterationResult, SimpleCompareFunc
-    from polygraphy.logger import G_LOGGER
-
-    compare = SimpleCompareFunc(check_shapes=True, atol=atol, rtol=rtol,
-                                check_error_stat=check_error_stat)
-    with G_LOGGER.verbosity(G_LOGGER.CRITICAL), np.errstate(all="ignore"):
-        return dict(compare(IterationResult(dict(variant), runner_name="variant"),
-                            IterationResult(dict(reference), runner_name="reference")))
-
-
-class _OutputStats:
-    """Running sums of one output's agreement figures, combined exactly across batches."""
-
-    def __init__(self, name: str, shape: list, dtype: str):
-        self.name, self.shape, self.dtype = name, shape, dtype
-        self.elements = 0
-        self.max_abs = self.max_rel = 0.0
-        self.sum_abs = self.sum_rel = 0.0
-        self.sum_signal = self.sum_noise = 0.0
-        self.dot = self.norm_v = self.norm_r = 0.0
-        self.cos_sum, self.cos_min, self.cos_count = 0.0, float("inf"), 0
-        self.nonfinite = 0
-        self.elemwise_passed = True
-
-    def add(self, variant: np.ndarray, reference: np.ndarray, verdict) -> None:
-        n = variant.size
-        self.elements += n
-        self.max_abs = _nanmax(self.max_abs, verdict.max_absdiff)
-        self.max_rel = _nanmax(self.max_rel, verdict.max_reldiff)
-        self.sum_abs += verdict.mean_absdiff * n
-        self.sum_rel += verdict.mean_reldiff * n
-        self.elemwise_passed &= bool(verdict)
-        v, r = variant.astype(np.float64), reference.astype(np.float64)
-        self.nonfinite += int(np.size(v) - np.count_nonzero(np.isfinite(v)))
-        with np.errstate(all="ignore"):  # NaN/Inf outputs propagate into the figures
-            self._add_sums(v, r)
-
-    def _add_sums(self, v: np.ndarray, r: np.ndarray) -> None:
-        self.sum_signal += float(np.sum(r * r))
-        self.sum_noise += float(np.sum((v - r) ** 2))
-        self.dot += float(np.sum(v * r))
-        self.norm_v += float(np.sum(v * v))
-        self.norm_r += float(np.sum(r * r))
-        if v.ndim and v.shape[0]:
-            cos = cosine_per_sample(v, r)
-            self.cos_sum += float(cos.sum())
-            self.cos_min = _nanmin(self.cos_min, cos.min())
-            self.cos_count += cos.size
-
-    def result(self, atol: float, rtol: float, check_error_stat: str) -> OutputAgreement:
-        from polygraphy.comparator import SimpleThreshold
-
-        mean_abs = self.sum_abs / self.elements if self.elements else float("nan")
-        mean_rel = self.sum_rel / self.elements if self.elements else float("nan")
-        if check_error_stat == "elemwise":
-            passed = self.elemwise_passed
-        else:  # Polygraphy's own threshold on the whole-data-set statistics
-            passed = SimpleThreshold(check_error_stat, atol, rtol).passed({
-                "max_absdiff": self.max_abs, "max_reldiff": self.max_rel,
-                "mean_absdiff": mean_abs, "mean_reldiff": mean_rel,
-            })
-        if not all(map(math.isfinite, (self.dot, self.norm_v, self.norm_r))):
-            cosine = float("nan")
-        elif self.norm_v == 0 and self.norm_r == 0:
-            cosine = 1.0
-        elif self.norm_v == 0 or self.norm_r == 0:
-            cosine = 0.0
-        else:
-            cosine = max(-1.0, min(1.0, self.dot / math.sqrt(self.norm_v * self.norm_r)))
-        return OutputAgreement(
-            name=self.name, shape=self.shape, dtype=self.dtype,
-            max_abs_error=float(self.max_abs), mean_abs_error=float(mean_abs),
-            max_rel_error=float(self.max_rel), mean_rel_error=float(mean_rel),
-            cosine_mean=self.cos_sum / self.cos_count if self.cos_count else float("nan"),
-            cosine_min=self.cos_min if self.cos_count else float("nan"),
-            cosine=float(cosine),
-            sqnr_db=sqnr_db(self.sum_signal, self.sum_noise),
-            nonfinite=self.nonfinite, passed=bool(passed),
-        )
-
-
-def _nanmax(current: float, value) -> float:
-    """``max`` that propagates NaN (a NaN error anywhere makes the statistic NaN)."""
-    value = float(value)
-    return float("nan") if math.isnan(current) or math.isnan(value) else max(current, value)
-
-
-def _nanmin(current: float, value) -> float:
-    """``min`` that propagates NaN."""
-    value = float(value)
-    return float("nan") if math.isnan(current) or math.isnan(value) else min(current, value)
-
-
 class _Accumulator:
-    """Collects task metrics and agreement figures batch by batch."""
+    """Collects task metrics, the chosen metric and agreement figures batch by batch."""
 
-    def __init__(self, *, top_k, labels, atol, rtol, check_error_stat):
-        self.top_k, self.labels = top_k, labels
+    def __init__(self, *, top_k, labels, atol, rtol, check_error_stat, metric=None, raw_labels=None,
+                 compare_outputs=True, tolerance_asked=False, target=None, target_drop=None):
+        self.top_k, self.labels, self.raw_labels = top_k, labels, raw_labels
         self.atol, self.rtol, self.check_error_stat = atol, rtol, check_error_stat
+        self.compare_outputs, self.tolerance_asked = compare_outputs, tolerance_asked
+        self.metric: Metric | None = metric
+        self.target, self.target_drop = target, target_drop
+        self.metric_acc = self.ref_acc = None
         self.classifier: str | None = None
         self.num_classes: int | None = None
         self.hits = {k: 0 for k in top_k}
         self.predictions: list[np.ndarray] = []
         self.ref_predictions: list[np.ndarray] = []
-        self.stats: dict[str, _OutputStats] = {}
+        self.stats: dict[str, OutputStats] = {}
         self.output_names: list[str] = []
         self.warnings: list[str] = []
         self.first = True
@@ -775,6 +719,12 @@ class _Accumulator:
                 self.ref_predictions.append(ref.argmax(axis=1))
         if ref_outputs is not None:
             _check_same_outputs(outputs, ref_outputs)
+        if self.metric_acc is not None:
+            raw = None if self.raw_labels is None else self.raw_labels[start:start + count]
+            self.metric_acc.add(outputs, ref_outputs, raw)
+            if self.ref_acc is not None:
+                self.ref_acc.add(ref_outputs, ref_outputs, raw)
+        if ref_outputs is not None and self.compare_outputs:
             verdicts = polygraphy_compare(
                 {n: outputs[n] for n in self.output_names},
                 {n: ref_outputs[n] for n in self.output_names},
@@ -784,7 +734,7 @@ class _Accumulator:
                 self.stats[name].add(outputs[name], ref_outputs[name], verdicts[name])
 
     def _start(self, outputs, ref_outputs, count: int) -> None:
-        """Decide, from the first batch, which output is scored and which are compared."""
+        """Decide, from the first batch, which output is scored, which are compared, and the metric."""
         self.first = False
         if not outputs:
             raise EvaluationError("the variant returned no outputs")
@@ -792,6 +742,9 @@ class _Accumulator:
         name, first = self.output_names[0], np.asarray(outputs[self.output_names[0]])
         if first.ndim == 2 and first.shape[0] == count and first.shape[1] >= 2:
             self.classifier, self.num_classes = name, int(first.shape[1])
+            raw = self.raw_labels
+            if self.labels is None and raw is not None and raw.shape[1:] == (self.num_classes,):
+                self.labels = check_labels(raw, raw.shape[0], "data")  # one-hot rows
             too_big = [k for k in self.top_k if k >= self.num_classes]
             if too_big and self.labels is not None:
                 self.warnings.append(
@@ -801,27 +754,61 @@ class _Accumulator:
                     f"labels go up to {int(self.labels.max())} but output '{name}' scores "
                     f"{self.num_classes} classes; check that the labels belong to this model."
                 )
-        else:
-            message = (f"the first output '{name}' has shape {list(first.shape)}, not [N, C] class "
-                       "scores: top-k accuracy is not computed")
-            if self.labels is not None:
-                self.warnings.append(message)
-        if self.labels is None:
+        elif self.raw_labels is not None:
+            self.warnings.append(f"the first output '{name}' has shape {list(first.shape)}, not [N, C] class "
+                                 "scores: top-k accuracy is not computed")
+        if self.raw_labels is None:
             self.warnings.append("the data has no 'labels' array: no task metrics (top-k)")
         if ref_outputs is not None:
             _check_same_outputs(outputs, ref_outputs)
-            for n in self.output_names:
+            for n in self.output_names if self.compare_outputs else ():
                 array = np.asarray(outputs[n])
-                self.stats[n] = _OutputStats(n, list(array.shape[1:]), str(array.dtype))
+                self.stats[n] = OutputStats(n, list(array.shape[1:]), str(array.dtype))
+        self._start_metric(first, ref_outputs is not None)
+
+    def _start_metric(self, first: np.ndarray, has_reference: bool) -> None:
+        """The asked metric, or the default one for these labels and this output (None if none applies)."""
+        if self.metric is None:
+            raw = self.raw_labels
+            labels_fit = raw is not None and first.ndim in (2, 3) and (
+                raw.shape[1:] == first.shape[1:-1] or raw.shape[1:] == first.shape[1:])
+            chosen = get_metric(default_metric(labels_fit, list(first.shape)))
+            if chosen.needs_reference and not has_reference:
+                return
+            self.metric = chosen
+        self.metric_acc = self.metric.accumulator()
+        self.ref_acc = self.metric.accumulator() if has_reference else None
+
+    def _metric_result(self, has_reference: bool) -> MetricResult | None:
+        if self.metric_acc is None:
+            return None
+        metric, value = self.metric, self.metric_acc.value
+        ref_value = self.ref_acc.value if self.ref_acc is not None else None
+        target = None
+        if has_reference or self.target is not None:
+            try:
+                target = resolve_target(metric, ref_value, target=self.target, target_drop=self.target_drop)
+            except MetricError:
+                if self.target is not None or self.target_drop is not None:
+                    raise
+                self.warnings.append(f"metric {metric.name} has no default target: give --target or --target-drop "
+                                     "for a verdict")
+        stderr = binomial_stderr(value, self.metric_acc.trials, metric.unit) if metric.proportion and \
+            self.metric_acc.trials else None
+        return MetricResult(metric.name, metric.unit, value, ref_value, stderr, target,
+                            None if target is None else target.passes(value))
 
     def result(self, *, has_labels: bool, **fields) -> EvaluationResult:
-        done = [k for k in self.top_k if self.classifier is not None and has_labels
+        done = [k for k in self.top_k if self.classifier is not None and self.labels is not None
                 and k < (self.num_classes or 0)]
         samples = fields["samples"]
+        metric = self._metric_result(fields.get("reference") is not None)
         nonfinite = {n: s.nonfinite for n, s in self.stats.items() if s.nonfinite}
         warnings = list(self.warnings)
         if nonfinite:
             warnings.append(f"the variant produced NaN/Inf values: {nonfinite}")
+        verdict = "tolerance" if self.tolerance_asked else (
+            "metric" if metric is not None and metric.target is not None else None)
         return EvaluationResult(
             topk={k: self.hits[k] / samples for k in done},
             correct={k: self.hits[k] for k in done},
@@ -834,6 +821,8 @@ class _Accumulator:
                                    if self.ref_predictions else None),
             tolerance={"atol": self.atol, "rtol": self.rtol,
                        "check_error_stat": self.check_error_stat},
+            metric=metric,
+            verdict=verdict,
             warnings=warnings,
             **fields,
         )

@@ -25,6 +25,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,19 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from workbench.datasets.arrays import InputDataError, check_inputs, load_npz
+from workbench.datasets.arrays import (
+    LABELS_KEY,
+    SPEC_KEY,
+    InputDataError,
+    check_inputs,
+    check_model_inputs,
+    iter_batches,
+    load_data,
+    num_samples,
+    resolve_sample_axes,
+    select_samples,
+    take_batch,
+)
 from workbench.model import load_model
 
 NUMPY_IMAGE_SUFFIXES = (".npy", ".pgm", ".ppm", ".pnm")
@@ -59,22 +72,27 @@ def pil_available() -> bool:
 
 @dataclass
 class CalibrationSet:
-    """Calibration samples: one array per model input, samples along the first axis.
+    """Calibration samples: one array per model input, samples along its sample axis.
 
     Attributes:
-        inputs: Input name -> array ``[num_samples, ...]``.
+        inputs: Input name -> array, ``[num_samples, ...]`` unless ``sample_axes`` says otherwise.
         source: Where the samples came from (a path or a description), for messages and records.
         selection: How the samples were picked from the source (``{"mode", "n", "seed"}``).
+        sample_axes: The data description: input name -> the axis its samples run along, or
+            None for an input fed as it is to every batch (see :mod:`workbench.datasets.arrays`);
+            filled in for every input.
     """
 
     inputs: dict[str, np.ndarray]
     source: str = "arrays"
     selection: dict = field(default_factory=lambda: {"mode": "all"})
+    sample_axes: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not self.inputs:
             raise InputDataError(f"{self.source}: the calibration set holds no inputs.")
-        check_inputs(self.inputs, source=self.source)
+        self.sample_axes = resolve_sample_axes(self.inputs, self.sample_axes, source=self.source)
+        check_inputs(self.inputs, source=self.source, sample_axes=self.sample_axes)
 
     @property
     def input_names(self) -> list[str]:
@@ -82,7 +100,7 @@ class CalibrationSet:
 
     @property
     def num_samples(self) -> int:
-        return int(next(iter(self.inputs.values())).shape[0])
+        return num_samples(self.inputs, self.sample_axes, source=self.source)
 
     @property
     def nbytes(self) -> int:
@@ -110,23 +128,23 @@ class CalibrationSet:
             raise InputDataError(f"{self.source}: asked for {n} calibration samples; give 1 or more.")
         total = self.num_samples
         if n is None or int(n) >= total:
-            return CalibrationSet(dict(self.inputs), self.source, {"mode": "all", "n": total})
+            return CalibrationSet(dict(self.inputs), self.source, {"mode": "all", "n": total}, self.sample_axes)
         n = int(n)
         if random:
             picked = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
-            inputs = {k: a[picked] for k, a in self.inputs.items()}
+            inputs = select_samples(self.inputs, picked, self.sample_axes)
             selection = {"mode": "random", "n": n, "seed": int(seed), "of": total}
         else:
-            inputs = {k: a[:n] for k, a in self.inputs.items()}
+            inputs = take_batch(self.inputs, n, self.sample_axes)
             selection = {"mode": "first", "n": n, "of": total}
-        return CalibrationSet(inputs, self.source, selection)
+        return CalibrationSet(inputs, self.source, selection, self.sample_axes)
 
     def batches(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         """Yield feeds of ``batch_size`` samples (the last may be smaller), contiguous arrays."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        for start in range(0, self.num_samples, batch_size):
-            yield {k: np.ascontiguousarray(a[start:start + batch_size]) for k, a in self.inputs.items()}
+        for feed in iter_batches(self.inputs, batch_size, self.sample_axes):
+            yield {k: np.asarray(a, order="C") for k, a in feed.items()}  # keeps 0-d inputs 0-d
 
     def content_hash(self) -> str:
         """sha256 of the samples (names, dtypes, shapes and bytes): equal data, equal hash."""
@@ -135,6 +153,8 @@ class CalibrationSet:
             array = np.ascontiguousarray(self.inputs[name])
             digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
             digest.update(memoryview(array).cast("B"))
+        if any(axis != 0 for axis in self.sample_axes.values()):  # the default layout keeps old hashes
+            digest.update(json.dumps(self.sample_axes, sort_keys=True).encode())
         return digest.hexdigest()
 
     def stats(self, percentiles: Sequence[float] = DEFAULT_PERCENTILES):
@@ -153,8 +173,8 @@ class CalibrationSet:
             values = array.astype(np.float64, copy=False).ravel()
             row = {
                 "input": name,
-                "samples": array.shape[0],
-                "sample_shape": list(array.shape[1:]),
+                "samples": 1 if self.sample_axes.get(name) is None else array.shape[self.sample_axes[name]],
+                "sample_shape": _sample_shape(array, self.sample_axes.get(name)),
                 "dtype": array.dtype.name,
                 "min": float(values.min()),
                 "max": float(values.max()),
@@ -179,7 +199,7 @@ class CalibrationSet:
             InputDataError: An input is missing, has the wrong dtype or sample shape, or holds
                 NaN/Inf.
         """
-        check_inputs(self.inputs, source=self.source)
+        check_inputs(self.inputs, source=self.source, sample_axes=self.sample_axes)
         names = [spec["name"] for spec in input_specs]
         missing = [n for n in names if n not in self.inputs]
         if missing:
@@ -193,8 +213,7 @@ class CalibrationSet:
                 f"{self.source}: array(s) {extra} match no model input (inputs: {names}). "
                 "Rename or drop them."
             )
-        for spec in input_specs:
-            _check_one_input(self.source, spec, self.inputs[spec["name"]])
+        check_model_inputs(self.inputs, input_specs, self.sample_axes, source=self.source)
 
     def to_dict(self) -> dict:
         """A JSON-able description: source, selection, samples, per-input shape/dtype, hash."""
@@ -204,8 +223,10 @@ class CalibrationSet:
             "num_samples": self.num_samples,
             "nbytes": self.nbytes,
             "inputs": {
-                k: {"shape": list(a.shape[1:]), "dtype": a.dtype.name} for k, a in self.inputs.items()
+                k: {"shape": _sample_shape(a, self.sample_axes.get(k)), "dtype": a.dtype.name}
+                for k, a in self.inputs.items()
             },
+            "sample_axes": dict(self.sample_axes),
             "sha256": self.content_hash(),
         }
 
@@ -215,36 +236,9 @@ class CalibrationSet:
         return head + self.stats().to_html(float_format=lambda v: f"{v:.4g}")
 
 
-def _check_one_input(source: str, spec: Mapping, array: np.ndarray) -> None:
-    name = spec["name"]
-    want_dtype = spec.get("dtype")
-    if want_dtype and np.dtype(want_dtype) != array.dtype:
-        raise InputDataError(
-            f"{source}: input '{name}' is {array.dtype.name} but the model takes {want_dtype}. "
-            f"Convert it (array.astype('{want_dtype}'))."
-        )
-    shape = spec.get("shape")
-    if shape is None:
-        return
-    if array.ndim != len(shape):
-        raise InputDataError(
-            f"{source}: input '{name}' has samples shaped {list(array.shape[1:])} (array "
-            f"{list(array.shape)}) but the model takes {shape}: wrong rank. Give an array shaped "
-            f"[samples, {', '.join(str(d) for d in shape[1:])}]."
-        )
-    for axis, (want, got) in enumerate(zip(shape[1:], array.shape[1:]), start=1):
-        if isinstance(want, int) and want > 0 and want != got:
-            raise InputDataError(
-                f"{source}: input '{name}' has dim {axis} of size {got} (samples shaped "
-                f"{list(array.shape[1:])}) but the model takes {shape}. Resize or reshape the "
-                "samples to the model's input shape."
-            )
-    batch = shape[0] if shape else None
-    if isinstance(batch, int) and batch > 0 and array.shape[0] % batch:
-        raise InputDataError(
-            f"{source}: input '{name}' has a fixed batch size of {batch} but {array.shape[0]} samples; "
-            f"give a multiple of {batch} samples."
-        )
+def _sample_shape(array: np.ndarray, axis: int | None) -> list[int]:
+    """One sample's shape: the array's without its sample axis (the whole shape if fed as is)."""
+    return list(array.shape) if axis is None else [d for i, d in enumerate(array.shape) if i != axis]
 
 
 # --------------------------------------------------------------------------------------------
@@ -252,27 +246,40 @@ def _check_one_input(source: str, spec: Mapping, array: np.ndarray) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def from_arrays(inputs: Mapping[str, np.ndarray], *, source: str = "arrays") -> CalibrationSet:
-    """A calibration set from in-memory arrays (input name -> ``[samples, ...]`` array)."""
-    return CalibrationSet({k: np.asarray(v) for k, v in inputs.items()}, source)
+def from_arrays(inputs: Mapping[str, np.ndarray], *, source: str = "arrays", sample_axes=None) -> CalibrationSet:
+    """A calibration set from in-memory arrays (input name -> ``[samples, ...]`` array).
+
+    Args:
+        inputs: Input name -> array (a ``__spec__`` entry is read as the data description;
+            ``labels`` is ignored).
+        source: Description for messages.
+        sample_axes: Input name -> sample axis or None (wins over ``__spec__``).
+
+    Returns:
+        The set.
+    """
+    names = [k for k in inputs if k not in (LABELS_KEY, SPEC_KEY)]  # keep the caller's order
+    data = load_data(dict(inputs), names, sample_axes=sample_axes, what="calibration")
+    return CalibrationSet(data.inputs, source, {"mode": "all"}, data.sample_axes)
 
 
-def from_npz(path, input_names: Sequence[str] | None = None) -> CalibrationSet:
+def from_npz(path, input_names: Sequence[str] | None = None, *, sample_axes=None) -> CalibrationSet:
     """A calibration set from an ``.npz`` file with one array per model input (``labels`` ignored).
 
     Args:
-        path: The ``.npz`` file.
+        path: The ``.npz`` file (its ``__spec__`` entry, if any, is the data description).
         input_names: The model's input names (each must be in the file); None takes every array
             but ``labels``.
+        sample_axes: Input name -> sample axis or None (wins over the file's ``__spec__``).
 
     Returns:
         The set.
 
     Raises:
-        InputDataError: See :func:`workbench.datasets.arrays.load_npz`.
+        InputDataError: See :func:`workbench.datasets.arrays.load_data`.
     """
-    inputs, _labels = load_npz(path, input_names)
-    return CalibrationSet(inputs, str(Path(path).expanduser()))
+    data = load_data(Path(path).expanduser(), input_names, sample_axes=sample_axes, what="calibration")
+    return CalibrationSet(data.inputs, data.source, {"mode": "all"}, data.sample_axes)
 
 
 def from_iterable(
@@ -585,6 +592,7 @@ def load_calibration_set(
     random: bool = False,
     seed: int = 0,
     preprocess: Preprocess | None = None,
+    sample_axes=None,
 ) -> CalibrationSet:
     """Load, subset and validate a calibration set for a model.
 
@@ -597,6 +605,8 @@ def load_calibration_set(
         random: Pick them at random with ``seed`` instead of the first ones.
         seed: Random seed.
         preprocess: The preprocessing for an image folder.
+        sample_axes: Input name -> the axis its samples run along, or None for an input fed as
+            it is (a scalar, a recurrent state); wins over an ``.npz``'s ``__spec__``.
 
     Returns:
         The validated set.
@@ -609,6 +619,8 @@ def load_calibration_set(
     names = [s["name"] for s in specs] if specs is not None else None
     if isinstance(source, CalibrationSet):
         calib = source
+        if sample_axes is not None:
+            calib = CalibrationSet(calib.inputs, calib.source, calib.selection, {**calib.sample_axes, **sample_axes})
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if path.is_dir():
@@ -621,9 +633,9 @@ def load_calibration_set(
                 raise InputDataError(f"{path}: images can feed a single-input model; this one has inputs {names}.")
             calib = from_image_folder(path, preprocess, names[0] if names else "input")
         else:
-            calib = from_npz(path, names)
+            calib = from_npz(path, names, sample_axes=sample_axes)
     elif isinstance(source, Mapping):
-        calib = from_arrays(source)
+        calib = from_arrays(source, sample_axes=sample_axes)
     elif isinstance(source, Iterable):
         calib = from_iterable(source, input_names=names)
     else:

@@ -118,8 +118,9 @@ class _Evidence:
         inflated: Tensor -> ``[(sample, factor)]``: outlier calibration samples widening its range.
         reads: Node -> the quantized activations it reads.
         fix_exclude: The fix's excluded nodes.
-        costs: Node -> confirmed accuracy cost (pp), where measured.
+        costs: Node -> confirmed cost in the metric's unit, where measured.
         variant_level: The ORT optimization level the variant ran at.
+        metric, unit: The metric the costs are in, and its unit.
     """
 
     nodes: pd.DataFrame
@@ -133,10 +134,13 @@ class _Evidence:
     fix_exclude: Sequence[str]
     costs: dict
     variant_level: str
+    metric: str = "top1"
+    unit: str = "%"
 
     @classmethod
     def gather(cls, layerwise: LayerwiseResult, flags: Sequence[Mapping], ranking: Sequence[Mapping],
-               fix_exclude: Sequence[str], costs: Mapping[str, float], outliers: Sequence[Mapping]) -> _Evidence:
+               fix_exclude: Sequence[str], costs: Mapping[str, float], outliers: Sequence[Mapping],
+               metric: str = "top1", unit: str = "%") -> _Evidence:
         """Index the doctor's findings by node (see :func:`find_culprits` for the arguments).
 
         Returns:
@@ -156,7 +160,8 @@ class _Evidence:
             median=float(np.median([r["rank_db"] for r in ranking])) if ranking else 120.0,
             flags=node_flags, inflated=inflated,
             reads={name: [qi.tensor for qi in qn.activations] for name, qn in layerwise.quantized.items()},
-            fix_exclude=fix_exclude, costs=dict(costs), variant_level=layerwise.variant_level)
+            fix_exclude=fix_exclude, costs=dict(costs), variant_level=layerwise.variant_level, metric=metric,
+            unit=unit)
 
     def row(self, name: str) -> dict:
         """The node's :attr:`LayerwiseResult.nodes` row (empty for an unquantized node)."""
@@ -174,7 +179,8 @@ class _Evidence:
 
         Returns:
             ``{"local_sqnr_db", ..., "inputs", "weights", "flags", "excluded_by_fix",
-            "confirmed_cost_pp"?}`` (the error keys only for quantized nodes).
+            "confirmed_cost"?, "confirmed_cost_pp"?}`` (the error keys only for quantized nodes;
+            the cost in the metric's unit, ``_pp`` when that unit is percent).
         """
         ev: dict[str, Any] = {}
         if name in self.nodes.index:
@@ -194,7 +200,9 @@ class _Evidence:
         ev["flags"] = [f["kind"] for f in self.flags.get(name, [])]
         ev["excluded_by_fix"] = name in self.fix_exclude
         if name in self.costs:
-            ev["confirmed_cost_pp"] = self.costs[name]
+            ev["confirmed_cost"] = self.costs[name]
+            if self.unit == "%":
+                ev["confirmed_cost_pp"] = self.costs[name]
         return ev
 
     def error_reason(self, name: str) -> str:
@@ -231,8 +239,10 @@ class _Evidence:
                 parts.append(f"calibration sample(s) {samples} widen {tensor}'s calibrated range {factor:.0f}x")
         if name in self.fix_exclude:
             cost = self.costs.get(name)
+            unit = "pp" if self.unit == "%" else self.unit
             parts.append("keeping it out of INT8 is part of the confirmed fix"
-                         + (f" (worth {cost:.1f} pp of top-1)" if cost is not None else ""))
+                         + (f" (worth {cost:.1f} {unit} of {self.metric})".replace("  ", " ")
+                            if cost is not None and np.isfinite(cost) else ""))
         return "; ".join(parts)
 
 
@@ -285,6 +295,8 @@ def find_culprits(
     fix_exclude: Sequence[str] = (),
     costs: Mapping[str, float] | None = None,
     outliers: Sequence[Mapping] = (),
+    metric: str = "top1",
+    unit: str = "%",
 ) -> list[dict]:
     """The culprits, worst first, each with its evidence.
 
@@ -298,15 +310,16 @@ def find_culprits(
         flags: :func:`range_flags` output.
         ranking: :func:`rank_candidates` output.
         fix_exclude: The fix's excluded nodes (confirmed by evaluations).
-        costs: Node -> confirmed accuracy cost in percentage points, where measured.
+        costs: Node -> confirmed cost in the metric's unit (points of top-1...), where measured.
         outliers: :func:`calibration_outliers` output (their inflated ranges are named in the
             reasons of the nodes reading them).
+        metric, unit: The metric the costs are in, and its unit.
 
     Returns:
         ``{"node", "op_type", "role", "group", "evidence": {...}, "reason"}`` dicts; ``role`` is
         ``"adds error"``, ``"source of range"`` or ``"adds error; source of range"``.
     """
-    facts = _Evidence.gather(layerwise, flags, ranking, fix_exclude, costs or {}, outliers)
+    facts = _Evidence.gather(layerwise, flags, ranking, fix_exclude, costs or {}, outliers, metric, unit)
     op_of = {n.name: n.op_type for n in model.graph.node}
     culprits: dict[str, dict] = {}
 
@@ -330,31 +343,31 @@ def find_culprits(
 
 
 def confirmed_costs(steps: Sequence[Mapping], chosen: Sequence[str], naive: float) -> dict[str, float]:
-    """Each fix member's confirmed accuracy cost (pp): fix top-1 minus top-1 without that member excluded.
+    """Each fix member's confirmed cost: the fix's metric value minus the value without that member excluded.
 
     Uses only evaluations the search already ran (no new ones); a single-member fix is compared
     with the naive variant.
 
     Args:
-        steps: :attr:`SearchResult.steps`.
+        steps: :attr:`SearchResult.steps` (``exclude``, ``value``).
         chosen: The fix's excluded nodes.
-        naive: Top-1 of the configuration the search started from.
+        naive: The value of the configuration the search started from.
 
     Returns:
-        Node -> cost in percentage points, for the members whose counterpart was scored.
+        Node -> cost in the metric's unit (points for top1/agreement), for the members whose
+        counterpart was scored.
     """
     if not chosen:
         return {}
     chosen_set = set(chosen)
-    scored = {frozenset(s["exclude"]): s["top1"] for s in steps}
-    fix_top1 = scored.get(frozenset(chosen_set))
-    if fix_top1 is None:
+    scored = {frozenset(s["exclude"]): s["value"] for s in steps}
+    fix_value = scored.get(frozenset(chosen_set))
+    if fix_value is None:
         return {}
     costs = {}
     for node in chosen:
         rest = frozenset(chosen_set - {node})
         other = naive if not rest else scored.get(rest)
         if other is not None:
-            costs[node] = 100.0 * (fix_top1 - other)
+            costs[node] = fix_value - other
     return costs
-

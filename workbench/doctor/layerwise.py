@@ -11,7 +11,10 @@ Two ONNX Runtime runs over the same samples, every intermediate tensor exposed:
   ranges and moments (kurtosis).
 
 Statistics stream over batches (memory: one batch plus a few numbers per tensor), and a small
-evenly spaced sample of every tensor's values is kept for the drill-down figures.
+evenly spaced sample of every tensor's values is kept for the drill-down figures. Every tensor
+of a batch is an output of the two runs at once, so the batch is sized to the model: a one-sample
+run measures the bytes one sample exposes, and the batch holds what fits in ``memory_budget``
+(a large model runs one sample at a time; the kept values shrink with the number of tensors).
 
 Agreement metrics (reference ``r`` = FP32, test ``t``):
 
@@ -31,8 +34,9 @@ import numpy as np
 import onnx
 import pandas as pd
 
-from workbench.analysis.accuracy import sqnr_db
+from workbench.analysis.metrics import sqnr_db
 from workbench.backends.onnxruntime.session import LEVELS, ort_session
+from workbench.datasets.arrays import num_samples, resolve_sample_axes, take_batch
 from workbench.doctor.graph import (
     QuantizedNode,
     add_outputs,
@@ -45,10 +49,13 @@ from workbench.doctor.graph import (
     quantized_nodes,
     topological_nodes,
 )
+from workbench.progress import resolve_progress
 
 SQNR_CAP_DB = 120.0  # finite stand-in for "identical" when differences are taken
 DEFAULT_SAMPLES = 256
 KEEP_VALUES = 4096
+MEMORY_BUDGET = 256 * 2**20  # bytes of exposed tensors per batch of the layerwise runs
+KEEP_BUDGET = 32 * 2**20  # bytes of kept drill-down values over all tensors
 
 
 # --------------------------------------------------------------------------------------------
@@ -241,6 +248,8 @@ class LayerwiseResult:
         quantized: :func:`quantized_nodes` of the variant.
         variant_level: The ORT optimization level the variant ran at (its integer kernels at
             ``extended``/``all``).
+        batch_size: Samples per run (sized to ``memory_budget``).
+        sample_bytes: Bytes of exposed tensors one sample makes in the two runs.
     """
 
     tensors: pd.DataFrame
@@ -251,6 +260,8 @@ class LayerwiseResult:
     num_samples: int
     quantized: dict = field(repr=False, default_factory=dict)
     variant_level: str = "disable"
+    batch_size: int = 0
+    sample_bytes: int = 0
 
     def node_errors(self) -> pd.DataFrame:
         """Per quantized node: ``node`` and its error columns (for :func:`join_layer_errors`)."""
@@ -298,6 +309,9 @@ def layerwise_compare(
     batch_size: int = 64,
     keep_values: int = KEEP_VALUES,
     variant_level: str = "all",
+    memory_budget: int = MEMORY_BUDGET,
+    progress=None,
+    sample_axes: Mapping[str, int | None] | None = None,
 ) -> LayerwiseResult:
     """Compare every tensor of the FP32 model and its Q/DQ variant, locally and accumulated.
 
@@ -306,14 +320,19 @@ def layerwise_compare(
         variant_model: Its explicit-quantization variant (same node and tensor names).
         inputs: Input name -> ``[samples, ...]`` array.
         max_samples: Compare on the first this many samples (None: all).
-        batch_size: Samples per run.
-        keep_values: Values kept per tensor for the drill-down (from the first batch).
+        batch_size: The most samples per run (fewer when they do not fit ``memory_budget``).
+        keep_values: Values kept per tensor for the drill-down (from the first batch; fewer
+            when the model has so many tensors that they would pass ``KEEP_BUDGET`` bytes).
         variant_level: ONNX Runtime graph optimization level of the variant run (``"disable"``,
             ``"basic"``, ``"extended"``, ``"all"``; default ``"all"``, as the evaluation runs it).
             At ``extended``/``all`` ORT replaces Q/DQ + MatMul/Conv by its integer kernels, so the
             accumulated error is what the deployed runtime computes (the CPU's u8s8 kernels can
             saturate where Q/DQ emulation does not); at ``disable`` it is the emulation, as ORT's
             ``qdq_loss_debug.collect_activations`` runs it. The local run always emulates.
+        memory_budget: Bytes the exposed tensors of one batch may take.
+        progress: A :mod:`workbench.progress` argument: samples compared, as they stream.
+        sample_axes: The inputs' data description (input -> sample axis, or None for an input fed
+            as it is); default axis 0.
 
     Returns:
         The :class:`LayerwiseResult`.
@@ -331,14 +350,34 @@ def layerwise_compare(
     quantized = quantized_nodes(variant_model)
     runs = _open_runs(fp32_model, variant_model, quantized, variant_level)
     stats = _Stats.start(fp32_model, quantized, runs)
-    total = next(iter(inputs.values())).shape[0]
+    axes = resolve_sample_axes(inputs, sample_axes)
+    total = num_samples(inputs, axes)
     count = total if max_samples is None else min(total, int(max_samples))
     if count < 1:
         raise ValueError("no samples to compare (max_samples or the data is empty).")
-    for start in range(0, count, batch_size):
-        feed = {k: np.ascontiguousarray(v[start:min(start + batch_size, count)]) for k, v in inputs.items()}
-        stats.add(runs, feed, keep_values=keep_values if start == 0 else None)
-    return _result(fp32_model, quantized, runs, stats, count, variant_level)
+    sample_bytes = _sample_bytes(runs, _feed(inputs, axes, 0, 1))
+    batch = max(1, min(int(batch_size), int(memory_budget) // max(sample_bytes, 1)))
+    keep = max(64, min(int(keep_values), KEEP_BUDGET // (16 * max(len(runs.tensors), 1))))
+    with resolve_progress(progress).task("doctor: layerwise comparison", count, unit="sample") as task:
+        for start in range(0, count, batch):
+            size = min(batch, count - start)
+            stats.add(runs, _feed(inputs, axes, start, size), keep_values=keep if start == 0 else None)
+            task.update(size)
+    result = _result(fp32_model, quantized, runs, stats, count, variant_level)
+    result.batch_size, result.sample_bytes = batch, sample_bytes
+    return result
+
+
+def _feed(inputs: Mapping[str, np.ndarray], axes: Mapping[str, int | None], start: int, size: int) -> dict:
+    """Samples ``start`` to ``start + size`` along the sample axes, contiguous for ONNX Runtime."""
+    return {k: np.ascontiguousarray(v) for k, v in take_batch(inputs, size, axes, start=start).items()}
+
+
+def _sample_bytes(runs: "_Runs", feed: Mapping[str, np.ndarray]) -> int:
+    """Bytes of every exposed tensor of both runs for one sample (``feed``: the first sample)."""
+    total = sum(a.nbytes for a in runs.local.run(runs.local_names, feed) if hasattr(a, "nbytes"))
+    total += sum(a.nbytes for a in runs.variant.run(runs.variant_names, feed) if hasattr(a, "nbytes"))
+    return int(total + sum(a.nbytes for a in feed.values()))
 
 
 @dataclass
@@ -634,9 +673,17 @@ def ort_weight_errors(fp32_path, variant_path) -> dict[str, float]:
     Returns:
         Float weight name -> SQNR in dB.
     """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
     from onnxruntime.quantization.qdq_loss_debug import (
         compute_weight_error,
         create_weight_matching,
     )
 
-    return dict(compute_weight_error(create_weight_matching(str(fp32_path), str(variant_path))))
+    # ORT's loader writes <model>-inferred.onnx beside each model it reads: give it copies, never the user's file
+    with tempfile.TemporaryDirectory(prefix="wb_weight_errors_") as tmp:
+        fp32_copy = shutil.copyfile(fp32_path, Path(tmp) / "fp32.onnx")
+        variant_copy = shutil.copyfile(variant_path, Path(tmp) / "variant.onnx")
+        return dict(compute_weight_error(create_weight_matching(str(fp32_copy), str(variant_copy))))

@@ -20,6 +20,7 @@ import onnx
 import pandas as pd
 
 from workbench.backends.onnxruntime.session import ort_session
+from workbench.datasets.arrays import num_samples, resolve_sample_axes, take_batch
 from workbench.doctor.graph import add_outputs, quantized_nodes
 
 HISTOGRAM_BINS = 128
@@ -38,6 +39,8 @@ def activation_statistics(
     *,
     batch_size: int = 64,
     bins: int = HISTOGRAM_BINS,
+    memory_budget: int = 256 * 2**20,
+    sample_axes: Mapping[str, int | None] | None = None,
 ) -> dict[str, dict]:
     """FP32 statistics of ``tensors`` over ``inputs`` (two passes: ranges, then histograms).
 
@@ -45,8 +48,13 @@ def activation_statistics(
         model: The FP32 model.
         inputs: Input name -> ``[samples, ...]`` (the calibration set).
         tensors: Tensor names (graph inputs or node outputs).
-        batch_size: Samples per run.
+        batch_size: The most samples per run (fewer when the exposed tensors of a batch would
+            take more than ``memory_budget`` bytes; one sample is run first to measure them).
         bins: Histogram bins over ``[min, max]``.
+        memory_budget: Bytes the exposed tensors of one batch may take.
+        sample_axes: The inputs' data description (input -> sample axis or None); default axis 0.
+            A tensor whose first axis is not the batch's gets the batch's max ``|x|`` for each
+            of its samples.
 
     Returns:
         Tensor -> ``{"sample_amax": [N] array, "min", "max", "mean", "std", "count",
@@ -55,27 +63,25 @@ def activation_statistics(
     graph_inputs = [t for t in tensors if t in inputs]
     exposed = [t for t in tensors if t not in inputs]
     session = ort_session(add_outputs(model, exposed), {"graph_optimization_level": "disable"})
-    total = next(iter(inputs.values())).shape[0]
+    axes = resolve_sample_axes(inputs, sample_axes)
+    total = num_samples(inputs, axes)
+    if exposed and total:
+        one = {k: np.ascontiguousarray(v) for k, v in take_batch(inputs, 1, axes).items()}
+        sample_bytes = sum(a.nbytes for a in session.run(exposed, one)) + sum(a.nbytes for a in one.values())
+        batch_size = max(1, min(int(batch_size), int(memory_budget) // max(int(sample_bytes), 1)))
     stats = {t: {"sample_amax": [], "min": math.inf, "max": -math.inf, "sum": 0.0, "sq": 0.0, "count": 0}
              for t in tensors}
 
     def batches():
         for start in range(0, total, batch_size):
-            feed = {k: np.ascontiguousarray(v[start:start + batch_size]) for k, v in inputs.items()}
+            feed = {k: np.ascontiguousarray(v) for k, v in take_batch(inputs, batch_size, axes, start=start).items()}
             values = dict(zip(exposed, session.run(exposed, feed))) if exposed else {}
             values.update({t: feed[t] for t in graph_inputs})
-            yield values
+            yield min(batch_size, total - start), values
 
-    for values in batches():
+    for count, values in batches():
         for t in tensors:
-            x = np.asarray(values[t], np.float64)
-            s = stats[t]
-            s["sample_amax"].append(np.abs(x.reshape(x.shape[0], -1)).max(axis=1))
-            s["min"] = min(s["min"], float(x.min()))
-            s["max"] = max(s["max"], float(x.max()))
-            s["sum"] += float(x.sum())
-            s["sq"] += float((x * x).sum())
-            s["count"] += int(x.size)
+            _add_range(stats[t], np.asarray(values[t], np.float64), count)
     for t in tensors:
         s = stats[t]
         low, high = s["min"], s["max"]
@@ -83,7 +89,7 @@ def activation_statistics(
             high = low + 1e-12
         s["edges"] = np.linspace(low, high, bins + 1)
         s["hist"] = np.zeros(bins, np.int64)
-    for values in batches():
+    for _, values in batches():
         for t in tensors:
             s = stats[t]
             s["hist"] += np.histogram(np.asarray(values[t]).ravel(), bins=s["edges"])[0]
@@ -102,6 +108,19 @@ def activation_statistics(
             "edges": s["edges"],
         }
     return out
+
+
+def _add_range(s: dict, x: np.ndarray, count: int) -> None:
+    """Add one batch of a tensor to its running range statistics (``count`` samples)."""
+    if x.ndim and x.shape[0] == count:
+        s["sample_amax"].append(np.abs(x.reshape(count, -1)).max(axis=1))
+    else:  # not batched on axis 0 (a recurrent state, a constant-like input): the batch's max
+        s["sample_amax"].append(np.full(count, np.abs(x).max() if x.size else 0.0))
+    s["min"] = min(s["min"], float(x.min()))
+    s["max"] = max(s["max"], float(x.max()))
+    s["sum"] += float(x.sum())
+    s["sq"] += float((x * x).sum())
+    s["count"] += int(x.size)
 
 
 def method_clip_ranges(variants: Mapping[str, onnx.ModelProto]) -> pd.DataFrame:

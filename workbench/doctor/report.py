@@ -16,6 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from workbench.analysis.metrics import Target
 from workbench.doctor.fix import DoctorError
 from workbench.doctor.layerwise import LayerwiseResult
 from workbench.tables.results import make_row, new_row_id
@@ -24,14 +25,14 @@ JSON_FORMAT = "trt-workbench.doctor/1"
 # culprit evidence shown as columns of culprits_frame (NaN where a culprit has none, e.g. an
 # unquantized source of range)
 CULPRIT_EVIDENCE = ("local_sqnr_db", "local_channel_sqnr_db", "accum_sqnr_db", "added_db", "damage_db",
-                    "confirmed_cost_pp")
+                    "confirmed_cost_pp", "confirmed_cost")
 CULPRIT_COLUMNS = ("node", "op_type", "role") + CULPRIT_EVIDENCE + ("excluded_by_fix", "flags", "reason")
 SUMMARY_COLUMNS = ("fp32_accuracy", "int8_accuracy", "fixed_accuracy", "drop_pp", "fixed_drop_pp", "target_drop",
                    "target_met", "fix_needed", "exclude", "method", "drop_calibration_samples", "evaluations",
-                   "eval_samples")
+                   "eval_samples", "metric", "metric_unit", "fp32_value", "int8_value", "fixed_value", "target_value")
 FLAG_COLUMNS = ("kind", "node", "tensor", "value", "channel", "message")
 CONFIG_KEYS = ("exclude", "method", "drop_samples", "num_samples")
-EVALUATION_COLUMNS = ("what", "top1", "seconds") + CONFIG_KEYS + ("path",)
+EVALUATION_COLUMNS = ("what", "value", "top1", "seconds") + CONFIG_KEYS + ("path",)
 
 
 @dataclass
@@ -43,8 +44,10 @@ class Diagnosis:
     Attributes:
         model: The model path.
         recipe: The base recipe (dict).
-        target_drop: The allowed top-1 drop in percentage points.
-        fp32_accuracy, int8_accuracy: Top-1 fractions of the FP32 model and the naive variant.
+        target_drop: The allowed drop from FP32 in the metric's unit (percentage points of top-1),
+            or None when an absolute target was given.
+        fp32_accuracy, int8_accuracy: Top-1 fractions of the FP32 model and the naive variant
+            (None when the metric is not top1).
         layerwise: The :class:`LayerwiseResult` of the naive variant.
         calib_stats: Calibration-set statistics and histograms per quantized activation.
         clips: Clipping range per (node, tensor, method).
@@ -56,7 +59,8 @@ class Diagnosis:
             "damage_db", "confirmed_cost_pp"}``.
         search: The fix search: ``{"alternatives", "steps", "evaluations", "base"}``.
         culprits: Ranked culprits with evidence.
-        fix: ``{"config", "accuracy", "path", "needed"}``.
+        fix: ``{"config", "value", "accuracy", "path", "needed"}`` (``accuracy``: top-1 fraction
+            or None).
         latency: Median latency (ms) per configuration (``fp32``, ``int8``, ``fixed``).
         evaluations: Full passes over the evaluation set.
         evaluation_log: One entry per evaluation.
@@ -67,6 +71,10 @@ class Diagnosis:
             ``layerwise``, ``ranges``
             (method variants, calibration statistics, flags), ``calibration_checks``,
             ``latency``.
+        metric: The metric (:meth:`~workbench.analysis.metrics.Metric.to_dict`: name, unit...).
+        fp32_value, int8_value: The metric's value for the FP32 model and the naive variant.
+        target: The :class:`~workbench.analysis.metrics.Target` the fix had to reach.
+        warnings: ``{"kind", "message", ...}``: a target below the evaluation set's noise...
     """
 
     model: str
@@ -92,26 +100,62 @@ class Diagnosis:
     seconds: float
     eval_samples: int = 0
     timings: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)  # where the calibration and evaluation data came from
+    metric: dict = field(default_factory=lambda: {"name": "top1", "unit": "%"})
+    fp32_value: float | None = None
+    int8_value: float | None = None
+    target: Target | None = None
+    warnings: list = field(default_factory=list)
 
     @property
-    def drop_pp(self) -> float:
-        """Top-1 drop of the naive variant, percentage points."""
-        return 100.0 * (self.fp32_accuracy - self.int8_accuracy)
+    def metric_name(self) -> str:
+        return self.metric.get("name", "top1")
 
     @property
-    def fixed_accuracy(self) -> float:
-        """Top-1 of the fix (the naive variant's when no fix was needed)."""
-        return self.fix["accuracy"]
+    def metric_unit(self) -> str:
+        return self.metric.get("unit", "%")
 
     @property
-    def fixed_drop_pp(self) -> float:
-        """Top-1 drop of the fix, percentage points."""
-        return 100.0 * (self.fp32_accuracy - self.fix["accuracy"])
+    def fixed_value(self) -> float | None:
+        """The metric's value for the fix (the naive variant's when no fix was needed)."""
+        return self.fix.get("value")
+
+    @property
+    def drop(self) -> float | None:
+        """The naive variant's drop from FP32, in the metric's unit."""
+        return None if self.fp32_value is None or self.int8_value is None else self.fp32_value - self.int8_value
+
+    @property
+    def fixed_drop(self) -> float | None:
+        """The fix's drop from FP32, in the metric's unit."""
+        return None if self.fp32_value is None or self.fixed_value is None else self.fp32_value - self.fixed_value
+
+    @property
+    def drop_pp(self) -> float | None:
+        """The naive variant's drop in percentage points (percent metrics: top1, agreement; else None)."""
+        return self.drop if self.metric_unit == "%" else None
+
+    @property
+    def fixed_accuracy(self) -> float | None:
+        """Top-1 fraction of the fix (the naive variant's when no fix was needed); None for other metrics."""
+        return self.fix.get("accuracy")
+
+    @property
+    def fixed_drop_pp(self) -> float | None:
+        """The fix's drop in percentage points (percent metrics; else None)."""
+        return self.fixed_drop if self.metric_unit == "%" else None
+
+    @property
+    def target_value(self) -> float | None:
+        """The minimum metric value the fix had to reach."""
+        return None if self.target is None else self.target.minimum
 
     @property
     def target_met(self) -> bool:
-        """Whether the fix (or the naive variant, when none was needed) is within ``target_drop``."""
-        return self.fixed_drop_pp <= self.target_drop + 1e-9
+        """Whether the fix (or the naive variant, when none was needed) reaches the target."""
+        if self.target is None:  # a report made before targets had values: a drop in points of top-1
+            return self.fixed_drop is not None and self.fixed_drop <= (self.target_drop or 0.0) + 1e-9
+        return self.target.passes(self.fixed_value)
 
     def fixed_recipe(self) -> dict:
         """The fix as the report's ``recipe``: ``exclude``, ``method``, ``drop_calibration_samples``,
@@ -126,12 +170,24 @@ class Diagnosis:
             "base": self.recipe,
         }
 
+    def _format(self, value) -> str:
+        """A value of the metric with its unit (``97.50 %``, ``31.2 dB``)."""
+        if value is None or not math.isfinite(value):
+            return "n/a" if value is None or math.isnan(value) else ("inf" if value > 0 else "-inf")
+        unit = self.metric_unit
+        return f"{value:.2f} %" if unit == "%" else f"{value:.2f} {unit}".rstrip()
+
     def summary(self) -> list[str]:
         """A few sentences: the drop, where the error jumps, the culprits, the fix and its price."""
+        name = self.metric_name
+        target = (f"target {self.target_drop:g} {'pp' if self.metric_unit == '%' else self.metric_unit} drop"
+                  if self.target_drop is not None else f"target {name} >= {self._format(self.target_value)}")
+        drop = self.drop
         lines = [f"naive {self.recipe.get('precision', 'int8').upper()} ({self.recipe.get('method')}, "
-                 f"{'per-channel' if self.recipe.get('per_channel') else 'per-tensor'} weights): top-1 "
-                 f"{100 * self.fp32_accuracy:.2f}% -> {100 * self.int8_accuracy:.2f}% ({self.drop_pp:.2f} pp drop; "
-                 f"target {self.target_drop:g} pp)"]
+                 f"{'per-channel' if self.recipe.get('per_channel') else 'per-tensor'} weights): {name} "
+                 f"{self._format(self.fp32_value)} -> {self._format(self.int8_value)}"
+                 + (f" ({self._format(drop).replace(' %', ' pp')} drop; {target})" if drop is not None
+                    and math.isfinite(drop) else f" ({target})")]
         jump = self.layerwise.first_jump()
         if jump is not None:
             lost = ("its inputs are exact" if not math.isfinite(jump["input_sqnr_db"])
@@ -151,15 +207,23 @@ class Diagnosis:
                 changes.append(f"calibrate with {config['method']}")
             if config["drop_samples"]:
                 changes.append(f"drop calibration sample(s) {config['drop_samples']}")
-            lines.append(f"fix: {'; '.join(changes) or 'none found'} -> top-1 {100 * self.fix['accuracy']:.2f}% "
+            lines.append(f"fix: {'; '.join(changes) or 'none found'} -> {name} {self._format(self.fixed_value)} "
                          f"({self.evaluations} full evaluations in all)")
+        lines += [f"warning: {w['message']}" for w in self.warnings]
         if self.latency:
             lat = {k: v["median_ms"] for k, v in self.latency.items()}
             lines.append("ONNX Runtime CPU median latency (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in lat.items()))
         return lines
 
     def to_dict(self) -> dict:
-        """The JSON report (``doctor_command``'s output); keys are a contract: added to, never renamed."""
+        """The JSON report (``doctor_command``'s output); keys are a contract: added to, never renamed.
+
+        The metric's figures: ``metric`` (its name), ``metric_unit``, ``fp32_value``,
+        ``int8_value``, ``fixed_value``, ``drop``/``fixed_drop`` (from FP32), ``target`` and
+        ``target_value`` (the minimum the fix had to reach), ``warnings``; the older
+        ``fp32_accuracy``, ``int8_accuracy``, ``fixed_accuracy`` (top-1 fractions) and
+        ``drop_pp``/``fixed_drop_pp`` are None when the metric is not top1 (not percent).
+        """
         lw = self.layerwise
         jump = lw.first_jump()
         report = {
@@ -171,10 +235,21 @@ class Diagnosis:
             "drop_pp": self.drop_pp,
             "culprits": self.culprits,
             "recipe": self.fixed_recipe(),
-            "fixed_accuracy": self.fix["accuracy"],
+            "fixed_accuracy": self.fixed_accuracy,
             "fixed_drop_pp": self.fixed_drop_pp,
             "target_met": self.target_met,
             "fix_needed": self.fix["needed"],
+            "metric": self.metric_name,
+            "metric_unit": self.metric_unit,
+            "metric_info": self.metric,
+            "fp32_value": self.fp32_value,
+            "int8_value": self.int8_value,
+            "fixed_value": self.fixed_value,
+            "drop": self.drop,
+            "fixed_drop": self.fixed_drop,
+            "target": None if self.target is None else self.target.to_dict(),
+            "target_value": self.target_value,
+            "warnings": self.warnings,
             "summary": self.summary(),
             "evaluations": self.evaluations,
             "eval_samples": self.eval_samples,
@@ -198,6 +273,7 @@ class Diagnosis:
             "variants": self.variants,
             "seconds": self.seconds,
             "timings": self.timings,
+            "data": dict(self.data),
         }
         return jsonable(report)
 
@@ -233,7 +309,9 @@ class Diagnosis:
             ``fp32_accuracy``, ``int8_accuracy``, ``fixed_accuracy`` (top-1 fractions),
             ``drop_pp``, ``fixed_drop_pp``, ``target_drop`` (percentage points), ``target_met``,
             ``fix_needed``, the fix's ``exclude`` (list of nodes), ``method`` and
-            ``drop_calibration_samples``, ``evaluations`` and ``eval_samples``.
+            ``drop_calibration_samples``, ``evaluations`` and ``eval_samples``; then the
+            ``metric``, its ``metric_unit``, ``fp32_value``, ``int8_value``, ``fixed_value`` and
+            ``target_value`` (the top-1 columns are None for other metrics).
         """
         recipe = self.fixed_recipe()
         row = {"fp32_accuracy": self.fp32_accuracy, "int8_accuracy": self.int8_accuracy,
@@ -241,7 +319,9 @@ class Diagnosis:
                "target_drop": self.target_drop, "target_met": self.target_met, "fix_needed": self.fix["needed"],
                "exclude": recipe["exclude"], "method": recipe["method"],
                "drop_calibration_samples": recipe["drop_calibration_samples"], "evaluations": self.evaluations,
-               "eval_samples": self.eval_samples}
+               "eval_samples": self.eval_samples, "metric": self.metric_name, "metric_unit": self.metric_unit,
+               "fp32_value": self.fp32_value, "int8_value": self.int8_value, "fixed_value": self.fixed_value,
+               "target_value": self.target_value}
         return pd.DataFrame([row], columns=list(SUMMARY_COLUMNS), index=pd.Index([Path(self.model).stem], name="model"))
 
     def flags_frame(self) -> pd.DataFrame:
@@ -261,7 +341,8 @@ class Diagnosis:
         """Every full pass over the evaluation set, in the order they ran.
 
         Returns:
-            One row per :attr:`evaluation_log` entry, columns ``what``, ``top1``, ``seconds``,
+            One row per :attr:`evaluation_log` entry, columns ``what``, ``value`` (the metric's),
+            ``top1`` (a fraction when the metric is top1, else None), ``seconds``,
             the configuration's ``exclude``, ``method``, ``drop_samples`` and ``num_samples``
             (None for the FP32 model, which has no configuration; ``num_samples`` a nullable
             integer, missing when the whole calibration set was used) and the evaluated ``path``.
@@ -269,7 +350,8 @@ class Diagnosis:
         rows = []
         for entry in self.evaluation_log:
             config = entry.get("config") or {}
-            rows.append({"what": entry["what"], "top1": entry["top1"], "seconds": entry["seconds"],
+            rows.append({"what": entry["what"], "value": entry.get("value"), "top1": entry.get("top1"),
+                         "seconds": entry["seconds"],
                          **{key: config.get(key) for key in CONFIG_KEYS}, "path": entry.get("path")})
         frame = pd.DataFrame(rows, columns=list(EVALUATION_COLUMNS))
         frame["num_samples"] = frame["num_samples"].astype("Int64")
@@ -303,7 +385,8 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 def results_rows(report: Mapping[str, Any], *, model_name: str | None = None) -> list[dict]:
     """FP32, the naive INT8 variant and the fix as :class:`~workbench.tables.results.ResultsTable` rows.
 
-    Each row carries ``top1`` and, when the report measured latency, the ONNX Runtime CPU
+    Each row carries ``top1`` (top1 reports), the metric's ``metric``, ``metric_value`` and
+    ``metric_unit`` (every report), and, when the report measured latency, the ONNX Runtime CPU
     ``median_ms``/``mean_ms``/``p90_ms``, so :func:`workbench.views.tradeoff.tradeoff_figure`
     shows the before/after (and ``ResultsTable().add(row)`` keeps them beside other experiments).
 
@@ -319,6 +402,12 @@ def results_rows(report: Mapping[str, Any], *, model_name: str | None = None) ->
     """
 
     missing = [k for k in ("model", "fp32_accuracy", "int8_accuracy", "fixed_accuracy", "recipe") if k not in report]
+    metric = report.get("metric") or "top1"
+    unit = report.get("metric_unit", "%")
+    values = {"fp32": report.get("fp32_value"), "int8": report.get("int8_value"), "fixed": report.get("fixed_value")}
+    if report.get("fp32_value") is None and metric == "top1":  # a report from before metric values
+        values = {k: None if report.get(f) is None else 100.0 * report[f]
+                  for k, f in (("fp32", "fp32_accuracy"), ("int8", "int8_accuracy"), ("fixed", "fixed_accuracy"))}
     if missing:
         raise DoctorError(f"not a doctor report: it lacks {missing}; pass doctor_command(...) or "
                           "Diagnosis.to_dict() output.")
@@ -341,7 +430,9 @@ def results_rows(report: Mapping[str, Any], *, model_name: str | None = None) ->
         if bench:
             bench = {"backend": "onnxruntime", "batch_size": bench.get("batch"), **bench}
         row = make_row(model=name, variant=variant, precision=precision, backend="onnxruntime",
-                       evaluation={"top1": top1, "samples": samples}, benchmark=bench or None, recipe=rec,
+                       evaluation={"top1": top1, "samples": samples, "metric": metric,
+                                   "metric_value": values[key], "metric_unit": unit},
+                       benchmark=bench or None, recipe=rec,
                        calibration_method=method, variant_path=path, source="doctor")
         row["id"] = new_row_id()
         rows.append(row)

@@ -1,7 +1,9 @@
 """Teaching cases: models whose INT8 failure has a known cause, made by a function-preserving rescale.
 
 :func:`make_teaching_case` multiplies one output channel of a Conv by ``factor`` and divides the
-matching input channel of the next weighted node (Conv or Gemm/MatMul) by it. Between the two,
+matching input channel of the next weighted node (Conv or Gemm/MatMul) by it. The head may also be
+a LayerNormalization (a transformer's ``ln -> MatMul``): its scale and bias of one channel (the
+last axis) are multiplied, and the row of the MatMul/Gemm weight that reads it divided. Between the two,
 BatchNormalization is adjusted (its ``mean`` and ``beta`` scaled by the same factor, so its
 output channel is scaled too) and ReLU, max/average pooling and Flatten pass the scaled channel
 through unchanged in shape (positive scaling commutes with them). In exact arithmetic the model
@@ -37,6 +39,7 @@ from workbench.samples import SAMPLE_DIR
 PASS_THROUGH = ("Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Identity", "Dropout",
                 "LeakyRelu")
 CONSUMERS = ("Conv", "Gemm", "MatMul")
+HEADS = ("Conv", "LayerNormalization")
 METADATA_KEY = "workbench.teaching_case"
 TEACHING_DIR = SAMPLE_DIR / "teaching"  # the committed cases (sample_models/teaching/README.md)
 
@@ -50,7 +53,7 @@ class TeachingPath:
     """The nodes a rescale of ``conv``'s output channels touches.
 
     Attributes:
-        conv: The Conv whose output channel is multiplied.
+        conv: The Conv (or LayerNormalization) whose output channel is multiplied.
         batchnorm: The BatchNormalization right after it, or None.
         through: Nodes between that pass the channel through (Relu, pooling, Flatten).
         consumer: The weighted node whose input channel is divided.
@@ -89,7 +92,7 @@ def teaching_path(model, conv: str) -> TeachingPath:
 
     Args:
         model: An ONNX model (path or ModelProto).
-        conv: Name of a Conv node with constant weights.
+        conv: Name of a Conv node with constant weights (or a LayerNormalization feeding a MatMul/Gemm).
 
     Returns:
         The :class:`TeachingPath`.
@@ -104,8 +107,10 @@ def teaching_path(model, conv: str) -> TeachingPath:
         convs = [n.name for n in proto.graph.node if n.op_type == "Conv"]
         raise TeachingCaseError(f"no node named {conv!r}; the model's Conv nodes are {convs}.")
     head = nodes[conv]
-    if head.op_type != "Conv":
-        raise TeachingCaseError(f"{conv!r} is a {head.op_type}; give a Conv node.")
+    if head.op_type not in HEADS:
+        raise TeachingCaseError(f"{conv!r} is a {head.op_type}; give a Conv node (or a LayerNormalization that "
+                                "feeds a MatMul/Gemm).")
+    last_axis = head.op_type == "LayerNormalization"  # its channels are the last axis, as MatMul reads them
     consumers: dict[str, list] = {}
     for node in proto.graph.node:
         for name in node.input:
@@ -124,6 +129,10 @@ def teaching_path(model, conv: str) -> TeachingPath:
                 "(Conv -> BatchNormalization -> Relu -> ... -> Conv/Gemm)."
             )
         nxt = users[0]
+        if last_axis and nxt.op_type in ("BatchNormalization", "Flatten", "Conv", "MaxPool", "AveragePool"):
+            raise TeachingCaseError(f"{conv}: a LayerNormalization's channels are its last axis; {nxt.op_type} "
+                                    f"{nxt.name!r} reads channels on axis 1. Rescale a LayerNormalization that feeds "
+                                    "a MatMul/Gemm (through elementwise ops at most).")
         if nxt.op_type == "BatchNormalization" and current is head and batchnorm is None:
             batchnorm = nxt.name
         elif nxt.op_type in PASS_THROUGH:
@@ -166,7 +175,8 @@ def make_teaching_case(model, conv: str, channel: int, factor: float) -> onnx.Mo
     Args:
         model: The FP32 model (path, ModelProto or LoadedModel). Not modified.
         conv: The Conv whose output ``channel`` is multiplied by ``factor`` (weights and bias;
-            the BatchNormalization after it gets ``mean`` and ``beta`` scaled alike).
+            the BatchNormalization after it gets ``mean`` and ``beta`` scaled alike), or a
+            LayerNormalization (its scale and bias of that channel) feeding a MatMul/Gemm.
         channel: The output channel.
         factor: A positive factor (e.g. 64-1000; large enough to starve the other channels of
             quantization levels).
@@ -276,7 +286,7 @@ class TeachingCase:
     Attributes:
         name: The model file's stem.
         path: The model file.
-        conv: The Conv whose output channel was multiplied (the source of the range).
+        conv: The Conv (or LayerNormalization) whose output channel was multiplied (the source of the range).
         consumer: The weighted node whose input channel was divided (it adds the INT8 error).
         channel: The rescaled channel.
         factor: The factor.

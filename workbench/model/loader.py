@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from workbench.errors import ModelLoadError
+from workbench.model.normalize import normalize_model
 from workbench.model.summary import ModelSummary, summarize
 
 # Domains ONNX Runtime or TensorRT can execute without a user-supplied plugin library.
@@ -31,9 +32,13 @@ class LoadedModel:
 
     Attributes:
         path: Where the model was loaded from.
-        proto: The model, external data loaded into it.
+        proto: The model, external data loaded into it, normalized unless loaded with
+            ``normalize=False`` (``summary.normalization`` lists what was changed).
         inferred: The model after ONNX shape inference (used for shapes and FLOPs).
         summary: What is in it (see :class:`workbench.model.summary.ModelSummary`).
+        warnings: Messages gathered while loading (also in the summary).
+        renamed_nodes: New node name -> name as stored (``""`` for unnamed nodes), from the
+            naming rule of :mod:`workbench.model.names`.
     """
 
     path: Path
@@ -41,6 +46,12 @@ class LoadedModel:
     inferred: onnx.ModelProto
     summary: ModelSummary
     warnings: list[str] = field(default_factory=list)
+    renamed_nodes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def normalized(self) -> bool:
+        """Whether ``proto`` differs from the file as stored (normalization changed something)."""
+        return bool(self.summary.normalization)
 
     @property
     def name(self) -> str:
@@ -63,14 +74,18 @@ class LoadedModel:
         return self.summary.to_html()
 
 
-def load_model(path, *, allow_unknown_domains: bool = False) -> LoadedModel:
-    """Load, check and summarize an ONNX model.
+def load_model(path, *, allow_unknown_domains: bool = False, normalize: bool = True) -> LoadedModel:
+    """Load, check, normalize and summarize an ONNX model.
 
     Args:
         path: Path to a ``.onnx`` file. External data files are looked up relative to it.
         allow_unknown_domains: Accept operators from domains neither ONNX nor ONNX Runtime
             knows (custom ops that need a plugin library); they are listed in the summary's
             warnings instead of raising.
+        normalize: Bring the model to the workbench's one form (see
+            :mod:`workbench.model.normalize`: IR version, node names, Constant weights as
+            initializers, no initializers among the inputs), recorded in
+            ``summary.normalization``; False keeps the model as stored.
 
     Returns:
         The loaded model with its summary.
@@ -96,12 +111,15 @@ def load_model(path, *, allow_unknown_domains: bool = False) -> LoadedModel:
                 "allow_unknown_domains=True to inspect the model anyway.",
             )
         warnings.append(f"custom operators need a plugin library to run: {listing}")
+    steps, renamed = normalize_model(proto) if normalize else ([], {})
     inferred, inference_warning = _infer_shapes(proto)
     if inference_warning:
         warnings.append(inference_warning)
     summary = summarize(proto, inferred, path=path, warnings=warnings)
     summary.uses_external_data = uses_external_data
-    return LoadedModel(path=path, proto=proto, inferred=inferred, summary=summary, warnings=warnings)
+    summary.normalization = steps
+    return LoadedModel(path=path, proto=proto, inferred=inferred, summary=summary, warnings=warnings,
+                       renamed_nodes=renamed)
 
 
 def _check_is_file(path: Path) -> None:
@@ -211,12 +229,26 @@ def _all_nodes(graph):
 
 
 def _infer_shapes(proto: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None]:
+    """Shape inference for the summary, one sample at a time: the inputs' leading dynamic dims
+    are set to 1 while it runs (a ``-1`` in a Reshape would otherwise leave every later dim
+    unknown), so per-sample FLOPs can be counted. ``proto`` is left as it was."""
+    if proto.ByteSize() >= 2**31 - 1:
+        return proto, "model over 2 GB: shape inference skipped, FLOPs may be missing"
+    pinned = []
+    for value in proto.graph.input:
+        ttype = value.type.tensor_type
+        dims = ttype.shape.dim if ttype.HasField("shape") else []
+        if dims and not (dims[0].HasField("dim_value") and dims[0].dim_value >= 0):  # -1: dynamic too
+            dim = dims[0]
+            pinned.append((dim, onnx.TensorShapeProto.Dimension.FromString(dim.SerializeToString())))
+            dim.dim_value = 1
     try:
-        if proto.ByteSize() >= 2**31 - 1:
-            return proto, "model over 2 GB: shape inference skipped, FLOPs may be missing"
         return onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True), None
     except Exception as err:  # inference is best effort; the checker already passed
         return proto, f"shape inference failed ({err}); FLOPs and shapes may be incomplete"
+    finally:
+        for dim, stored in pinned:
+            dim.CopyFrom(stored)
 
 
 def is_onnx_path(path) -> bool:

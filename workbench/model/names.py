@@ -19,7 +19,10 @@ def ensure_node_names(graph: onnx.GraphProto) -> dict[str, str]:
     Returns:
         New name -> old name (``""`` for nodes that had none).
     """
-    taken = {n.name for n in graph.node if n.name}
+    names = [n.name for n in graph.node]
+    if "" not in names and len(set(names)) == len(names):
+        return {}  # the common case, in one pass
+    taken = {name for name in names if name}
     seen: set[str] = set()
     renamed = {}
     for index, node in enumerate(graph.node):

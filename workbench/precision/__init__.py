@@ -24,6 +24,8 @@ _EXPORTS = {
     "TENSORRT_OP_TYPES": "workbench.precision.recipe",
     "Variant": "workbench.precision.variants",
     "VariantError": "workbench.precision.variants",
+    "InvalidVariantError": "workbench.precision.validate",
+    "validate_model": "workbench.precision.validate",
     "make_variant": "workbench.precision.variants",
     "load_variant": "workbench.precision.variants",
     "list_variants": "workbench.precision.variants",

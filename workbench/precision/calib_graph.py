@@ -16,6 +16,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from workbench.errors import WorkbenchError
+from workbench.model.normalize import default_opset, upgrade_opset
+
 _CALIBRATED_TYPES = (TensorProto.FLOAT, TensorProto.FLOAT16)
 
 # Ops whose output holds exactly the values of their first input (same multiset).
@@ -25,6 +28,17 @@ _VALUE_PRESERVING = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", 
 PREFIX = "wb_calib"
 
 TAIL_K_INPUT = f"{PREFIX}_k"
+
+# The tails' int64 Min and TopK's largest/sorted attributes need opset 12 in the range model.
+TAILS_OPSET = 12
+# ScatterElements' reduction="add" (the histogram counts) needs opset 16.
+HISTOGRAM_OPSET = 16
+# IR 4: the first where the initializers the augmented models add need not be graph inputs.
+_MIN_IR = 4
+
+
+class CalibrationGraphError(WorkbenchError, ValueError):
+    """The calibration graph cannot be built for this model; the message says why and what to do."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,9 +174,25 @@ def _float32(name: str, elem_type: int, nodes: list, tag: str) -> str:
     return out
 
 
-def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+def _copy(model: onnx.ModelProto, *, opset: int = 0) -> onnx.ModelProto:
+    """A copy to augment: IR raised to 4 (added initializers are not graph inputs), the opset to
+    ``opset`` when the added nodes need it (ONNX's version converter; the copy is never saved).
+
+    Raises:
+        CalibrationGraphError: The model cannot be converted to ``opset``.
+    """
+    if opset and default_opset(model) < opset:
+        try:
+            model = upgrade_opset(model, opset)
+        except WorkbenchError as err:
+            raise CalibrationGraphError(
+                f"the calibration graph needs opset {opset} (percentile tails {TAILS_OPSET}, full histograms "
+                f"{HISTOGRAM_OPSET}); the model is at opset {default_opset(model)} and cannot be upgraded "
+                f"({err}). Use --method minmax (or entropy at its default bins), or export the model at a "
+                "newer opset.") from err
     augmented = onnx.ModelProto()
     augmented.CopyFrom(model)
+    augmented.ir_version = max(augmented.ir_version, _MIN_IR)
     return augmented
 
 
@@ -190,7 +220,7 @@ def build_range_model(
         ``tensors`` order), ``wb_calib_absmin``, ``wb_calib_size`` (int64) and
         ``wb_calib_tail_<k>`` if asked.
     """
-    augmented = _copy(model)
+    augmented = _copy(model, opset=TAILS_OPSET if tails else 0)
     graph = augmented.graph
     types = tensor_types(model)
     nodes, stats = [], {"min": [], "max": [], "absmin": [], "size": []}
@@ -339,7 +369,7 @@ def build_histogram_model(model: onnx.ModelProto, specs: Sequence[HistogramSpec]
     Returns:
         A copy with outputs ``wb_calib_hist_<k>`` in ``specs`` order.
     """
-    augmented = _copy(model)
+    augmented = _copy(model, opset=HISTOGRAM_OPSET)
     graph = augmented.graph
     types = tensor_types(model)
     nodes, inits = [], []
@@ -390,17 +420,4 @@ def build_histogram_model(model: onnx.ModelProto, specs: Sequence[HistogramSpec]
         graph.output.append(helper.make_tensor_value_info(out, TensorProto.INT32, [n]))
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
-    _ensure_opset(augmented, 16)  # ScatterElements reduction="add" needs opset 16+
     return augmented
-
-
-def _ensure_opset(model: onnx.ModelProto, minimum: int) -> None:
-    """Raise the default-domain opset to ``minimum`` (ONNX's version converter) when below it.
-
-    Only models below opset 16 (ScatterElements' ``reduction``) are converted; the histogram
-    model is never saved.
-    """
-    for entry in model.opset_import:
-        if entry.domain in ("", "ai.onnx") and entry.version < minimum:
-            model.CopyFrom(onnx.version_converter.convert_version(model, minimum))
-            return

@@ -113,6 +113,41 @@ class CalibrationOptions:
     def to_dict(self) -> dict:
         return {"method": self.method, **self.resolved()}
 
+    def sameness(self) -> dict:
+        """Whether these settings give the Q/DQ variant the same ranges as another method.
+
+        With symmetric activations (zero points 0, as TensorRT needs), a range's scale is
+        ``max(|low|, |high|) / 127``. ORT's ``entropy`` with ``num_bins // 2 == num_quantized_bins
+        // 2`` (its defaults, 128/128) has a single candidate threshold, the histogram's edges,
+        clipped to the min/max range: minmax's range. ORT's ``distribution`` range is the
+        histogram's edges, ``+-max |x|``, at every setting: minmax's scale.
+
+        Returns:
+            ``{"same_ranges_as": method or None, "why": ..., "differs_with": ...}``; the last two
+            only when there is a match. ``differs_with`` names the settings that make the method
+            differ, or says that none does.
+        """
+        settings = self.resolved()
+        if self.method == "entropy" and settings["num_bins"] // 2 == settings["num_quantized_bins"] // 2:
+            return {
+                "same_ranges_as": "minmax",
+                "why": (f"entropy with num_bins {settings['num_bins']} and num_quantized_bins "
+                        f"{settings['num_quantized_bins']} has one candidate threshold, the histogram's own "
+                        "edges, which ORT clips to the min/max range"),
+                "differs_with": (f"num_bins above num_quantized_bins ({settings['num_quantized_bins']}), e.g. "
+                                 "num_bins=2048 (--num-bins 2048)"),
+            }
+        if self.method == "distribution":
+            return {
+                "same_ranges_as": "minmax",
+                "why": ("ORT's distribution range is its histogram's edges, +-max|x|; with symmetric activation "
+                        "scales (zero points 0) that is minmax's scale"),
+                "differs_with": ("no setting: num_bins and scenario change only the mean/std ORT's own float8 "
+                                 "path uses, which the workbench does not; for ranges that clip outliers use "
+                                 "percentile (--percentile) or entropy with --num-bins 2048"),
+            }
+        return {"same_ranges_as": None}
+
 
 @dataclass
 class CalibrationResult:

@@ -103,10 +103,9 @@ def compare_ranges(ours: TensorsData, theirs: TensorsData, *, fields: Sequence[s
     for name in sorted(ours_keys & theirs_keys):
         a = np.concatenate([np.ravel(x).astype(np.float64) for x in ours[name].range_value])
         b = np.concatenate([np.ravel(x).astype(np.float64) for x in theirs[name].range_value])
-        if not np.array_equal(a, b):
+        diff, rel = _range_difference(a, b)
+        if diff != 0.0:  # 0 only when the ranges are equal
             exact = False
-        diff = float(np.max(np.abs(a - b))) if a.size else 0.0
-        rel = diff / max(float(np.max(np.abs(b))), 1e-12)
         if diff > max_abs:
             max_abs, worst = diff, name
         max_rel = max(max_rel, rel)
@@ -124,6 +123,24 @@ def compare_ranges(ours: TensorsData, theirs: TensorsData, *, fields: Sequence[s
         "worst": worst,
         "fields_equal": fields_equal,
     }
+
+
+def _range_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Largest absolute and relative difference of two flattened ranges (``b`` the reference).
+
+    Ranges of different sizes (per-channel against per-tensor), and NaN or infinite values
+    that differ, are infinitely far apart: a broken range must never look close.
+    """
+    if np.array_equal(a, b):
+        return 0.0, 0.0
+    if a.shape != b.shape:
+        return float("inf"), float("inf")
+    with np.errstate(invalid="ignore"):
+        diff = float(np.max(np.abs(a - b)))
+        rel = diff / max(float(np.max(np.abs(b))), 1e-12)
+    if np.isnan(diff) or np.isnan(rel) or not np.isfinite(a).all() or not np.isfinite(b).all():
+        return float("inf"), float("inf")
+    return diff, rel
 
 
 def prepare_for_calibration(model: onnx.ModelProto, *, fp8: bool = False) -> onnx.ModelProto:

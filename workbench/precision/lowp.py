@@ -65,25 +65,51 @@ def name_unnamed_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
     return named
 
 
+def graphs_of(graph: onnx.GraphProto):
+    """``graph`` and every subgraph in it (If branches, Loop and Scan bodies), outermost first."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from graphs_of(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for body in attr.graphs:
+                    yield from graphs_of(body)
+
+
 def initializer_overflow_nodes(model: onnx.ModelProto, limit: float = FP16_MAX) -> dict[str, str]:
-    """Nodes that read a float initializer with a value beyond ``limit`` in magnitude.
+    """Nodes that read a float weight with a value beyond ``limit`` in magnitude.
+
+    Weights are initializers and Constant nodes' values, in the main graph and in every
+    subgraph (a subgraph's nodes read the weights of the graphs around it too).
 
     Returns:
-        Node name -> reason (naming the initializer and its largest magnitude).
+        Node name -> reason (naming the weight and its largest magnitude).
     """
-    big = {}
-    for init in model.graph.initializer:
-        if init.data_type != TensorProto.FLOAT:
+    reasons: dict[str, str] = {}
+    _overflow_in(model.graph, {}, limit, reasons)
+    return reasons
+
+
+def _overflow_in(graph: onnx.GraphProto, outer: Mapping[str, float], limit: float, reasons: dict) -> None:
+    big = dict(outer)
+    tensors = [(init.name, init) for init in graph.initializer]
+    tensors += [(node.output[0], attr.t) for node in graph.node if node.op_type == "Constant"
+                for attr in node.attribute if attr.name == "value"]
+    for name, tensor in tensors:
+        if tensor.data_type != TensorProto.FLOAT:
             continue
-        values = numpy_helper.to_array(init)
+        values = numpy_helper.to_array(tensor)
         if values.size and np.max(np.abs(values)) > limit:
-            big[init.name] = float(np.max(np.abs(values)))
-    reasons = {}
-    for node in model.graph.node:
+            big[name] = float(np.max(np.abs(values)))
+    for node in graph.node:
         for name in node.input:
             if name in big:
-                reasons[node.name] = f"initializer '{name}' reaches {big[name]:.6g} > {limit:g}"
-    return reasons
+                reasons.setdefault(node.name, f"weight '{name}' reaches {big[name]:.6g} > {limit:g}")
+        for attr in node.attribute:
+            bodies = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+            for body in bodies:
+                _overflow_in(body, big, limit, reasons)
 
 
 def activation_overflow_nodes(
@@ -162,6 +188,7 @@ def to_float16(
     work = name_unnamed_nodes(model)
     op_block = set(float16.DEFAULT_OP_BLOCK_LIST) | set(keep_op_types)
     _split_shared_initializers(work, set(keep_nodes), op_block)
+    outer_scope = _inputs_read_only_inside(work)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         converted = float16.convert_float_to_float16(
@@ -171,7 +198,61 @@ def to_float16(
             op_block_list=sorted(op_block),
             node_block_list=sorted(set(keep_nodes)),
         )
+    fix_float_casts(converted)
+    _cast_outer_scope_inputs(converted, outer_scope)
     return converted
+
+
+def _inputs_read_only_inside(model: onnx.ModelProto) -> list[str]:
+    """Float graph inputs that only If/Loop/Scan bodies read (from the outer scope)."""
+    graph = model.graph
+    bodies = list(graphs_of(graph))[1:]
+    read_on_top = {name for node in graph.node for name in node.input}
+    read_inside = {name for body in bodies for node in body.node for name in node.input}
+    return [value.name for value in graph.input if value.type.tensor_type.elem_type == TensorProto.FLOAT
+            and value.name in read_inside - read_on_top]
+
+
+def _cast_outer_scope_inputs(model: onnx.ModelProto, names: Sequence[str]) -> None:
+    """Cast float inputs that only subgraphs read to float16 for them (in place, after conversion).
+
+    onnxconverter-common casts a float graph input to float16 for its top-level consumers only;
+    an If/Loop body reading it from the outer scope would get float32 where its nodes now expect
+    float16: an invalid graph. A Cast at the top of the graph feeds them instead.
+    """
+    if not names:
+        return
+    renamed = {name: f"{name}__wb_fp16" for name in names}
+    for body in list(graphs_of(model.graph))[1:]:
+        for node in body.node:
+            for i, name in enumerate(node.input):
+                if name in renamed:
+                    node.input[i] = renamed[name]
+    casts = [helper.make_node("Cast", [name], [new], name=new, to=TensorProto.FLOAT16) for name, new in renamed.items()]
+    nodes = casts + list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+
+
+def fix_float_casts(model: onnx.ModelProto) -> int:
+    """Point ``Cast(to=float)`` nodes whose output the FP16 converter typed float16 at float16 (in place).
+
+    onnxconverter-common retypes every float value to float16 but leaves the ``to`` of Casts
+    the model already had (a bool one-hot cast to float, say), so the Cast would still make
+    float32 for float16 consumers: an invalid graph.
+
+    Returns:
+        How many Casts were changed.
+    """
+    changed = 0
+    for graph in graphs_of(model.graph):
+        halves = {vi.name for vi in graph.value_info if vi.type.tensor_type.elem_type == TensorProto.FLOAT16}
+        for node in graph.node:
+            if node.op_type == "Cast" and node.output and node.output[0] in halves \
+                    and _cast_to(node) == TensorProto.FLOAT:
+                next(a for a in node.attribute if a.name == "to").i = TensorProto.FLOAT16
+                changed += 1
+    return changed
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,7 +268,7 @@ def ops_without_bfloat16(model: onnx.ModelProto, opset: int | None = None) -> li
     """Op types of the model whose ONNX schema (at ``opset``) takes float32 but not bfloat16."""
     opset = opset or _opset(model)
     lacking = set()
-    for op in {(n.domain, n.op_type) for n in model.graph.node}:
+    for op in {(n.domain, n.op_type) for graph in graphs_of(model.graph) for n in graph.node}:
         domain, op_type = op
         if domain not in ("", "ai.onnx"):
             continue
@@ -246,14 +327,16 @@ def to_bfloat16(
 
 
 def _float_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    """FP32 initializer and Constant values by name (Constants by their output name)."""
-    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer
-              if init.data_type == TensorProto.FLOAT}
-    for node in model.graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
-                    values[node.output[0]] = numpy_helper.to_array(attr.t)
+    """FP32 initializer and Constant values by name (Constants by their output name), subgraphs included."""
+    values = {}
+    for graph in graphs_of(model.graph):
+        values.update({init.name: numpy_helper.to_array(init) for init in graph.initializer
+                       if init.data_type == TensorProto.FLOAT})
+        for node in graph.node:
+            if node.op_type == "Constant":
+                for attr in node.attribute:
+                    if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
+                        values[node.output[0]] = numpy_helper.to_array(attr.t)
     return values
 
 
@@ -265,8 +348,12 @@ def _bf16_tensor(name: str, values: np.ndarray) -> onnx.TensorProto:
 
 
 def _retarget_float16(model: onnx.ModelProto, originals: Mapping[str, np.ndarray]) -> None:
-    """Every FLOAT16 tensor, Cast and type in ``model`` becomes BFLOAT16 (in place)."""
-    graph = model.graph
+    """Every FLOAT16 tensor, Cast and type in ``model`` (subgraphs included) becomes BFLOAT16 (in place)."""
+    for graph in graphs_of(model.graph):
+        _retarget_graph(graph, originals)
+
+
+def _retarget_graph(graph: onnx.GraphProto, originals: Mapping[str, np.ndarray]) -> None:
     for index, init in enumerate(graph.initializer):
         if init.data_type == TensorProto.FLOAT16:
             values = originals.get(init.name)
@@ -311,11 +398,23 @@ def emulate_low_precision(model: onnx.ModelProto, low_type: int = TensorProto.BF
         The emulation model.
     """
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    types = {vi.name: vi.type.tensor_type.elem_type
-             for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    types = _elem_types(inferred)
     emu = onnx.ModelProto()
     emu.CopyFrom(model)
-    graph = emu.graph
+    # innermost graphs first: rewriting a graph's node list copies the subgraphs inside it
+    for graph in reversed(list(graphs_of(emu.graph))):
+        _emulate_graph(graph, types, low_type)
+    return emu
+
+
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Value name -> element type, from every graph's value_info, inputs and outputs."""
+    return {vi.name: vi.type.tensor_type.elem_type for graph in graphs_of(model.graph)
+            for vi in list(graph.value_info) + list(graph.input) + list(graph.output)}
+
+
+def _emulate_graph(graph: onnx.GraphProto, types: Mapping[str, int], low_type: int) -> None:
+    """One graph of :func:`emulate_low_precision` (in place; its subgraphs are not visited)."""
     for index, init in enumerate(graph.initializer):
         if init.data_type == low_type:
             values = numpy_helper.to_array(init).astype(np.float32)
@@ -344,13 +443,9 @@ def emulate_low_precision(model: onnx.ModelProto, low_type: int = TensorProto.BF
                 new_nodes.append(helper.make_node("Cast", [rounded], [out], to=TensorProto.FLOAT, name=f"{node.name}_emu_back{i}"))
     del graph.node[:]
     graph.node.extend(new_nodes)
-    for vi in list(graph.value_info):
+    for vi in list(graph.value_info) + list(graph.input) + list(graph.output):
         if vi.type.tensor_type.elem_type == low_type:
             vi.type.tensor_type.elem_type = TensorProto.FLOAT
-    for vi in list(graph.input) + list(graph.output):
-        if vi.type.tensor_type.elem_type == low_type:
-            vi.type.tensor_type.elem_type = TensorProto.FLOAT
-    return emu
 
 
 def _cast_to(node: onnx.NodeProto) -> int | None:
@@ -379,12 +474,11 @@ def ort_cpu_upcast_ops(model: onnx.ModelProto, low_type: int) -> list[str]:
     """
     type_name = {TensorProto.FLOAT16: "tensor(float16)", TensorProto.BFLOAT16: "tensor(bfloat16)"}[low_type]
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    types = {vi.name: vi.type.tensor_type.elem_type
-             for vi in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
-    types.update({i.name: i.data_type for i in model.graph.initializer})
+    types = _elem_types(inferred)
+    types.update({i.name: i.data_type for graph in graphs_of(model.graph) for i in graph.initializer})
     kernels = _cpu_kernel_types()
     missing = set()
-    for node in model.graph.node:
+    for node in (n for graph in graphs_of(model.graph) for n in graph.node):
         if node.op_type == "Cast" or node.domain not in ("", "ai.onnx"):
             continue
         if any(types.get(t) == low_type for t in list(node.input) + list(node.output)):

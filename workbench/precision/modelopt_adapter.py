@@ -16,6 +16,7 @@ import importlib
 import importlib.util
 import inspect
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def modelopt_kwargs(model_path, recipe, calib, output_path) -> dict[str, Any]:
     """The keyword arguments for ``modelopt.onnx.quantization.quantize`` that carry out ``recipe``.
 
     Args:
-        model_path: The FP32 ONNX file.
+        model_path: The FP32 ONNX file ModelOpt reads (a staged copy: see :func:`run_modelopt`).
         recipe: An int8/fp8 :class:`workbench.precision.recipe.Recipe`.
         calib: The calibration set (required).
         output_path: Where ModelOpt writes the quantized model.
@@ -93,30 +94,92 @@ def modelopt_kwargs(model_path, recipe, calib, output_path) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
-def run_modelopt(model_path, recipe, calib, output_path) -> dict:
-    """Quantize with ModelOpt into ``output_path``.
+def unaccepted_arguments(kwargs, parameters) -> list[str]:
+    """The arguments ``quantize`` does not name among its parameters.
+
+    ModelOpt's ``quantize`` ends in ``**kwargs``, so an argument an older (or newer) version does
+    not know is swallowed there without a word: each must be named by the signature.
+
+    Args:
+        kwargs: The arguments the workbench would pass.
+        parameters: ``inspect.signature(quantize).parameters``.
 
     Returns:
-        ``{"tool": "modelopt", "version": ..., "arguments": {...}}`` (arrays left out).
+        The names not among the named parameters, sorted.
+    """
+    named = {name for name, p in parameters.items()
+             if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)}
+    return sorted(k for k in kwargs if k not in named)
+
+
+def _stage(model, folder: Path) -> Path:
+    """Write the model ModelOpt will read into ``folder`` (ModelOpt and ORT's quantization tools
+    write beside their input: ``*-inferred.onnx``, intermediate models; never beside the user's file).
+
+    Args:
+        model: A path (external data read with it) or an ``onnx.ModelProto``.
+        folder: A temporary folder of the workbench's.
+
+    Returns:
+        The staged model's path.
+    """
+    import onnx
+
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    staged = folder / "model.onnx"
+    large = proto.ByteSize() >= 2**31 - 1
+    onnx.save_model(proto, str(staged), save_as_external_data=large, location="model.onnx.data")
+    return staged
+
+
+def run_modelopt(model, recipe, calib, output_path) -> dict:
+    """Quantize with ModelOpt into ``output_path``, on a copy of the model in a temporary folder.
+
+    Args:
+        model: The FP32 model: a path (never written: ModelOpt runs on a copy) or an
+            ``onnx.ModelProto`` (the normalized model :func:`workbench.model.load_model` gives).
+        recipe: An int8/fp8 recipe.
+        calib: The calibration set (required).
+        output_path: Where the quantized model goes.
+
+    Returns:
+        ``{"tool": "modelopt", "version": ..., "arguments": {...}, "ignored_arguments": []}``
+        (arrays and the temporary paths left out; nothing is ever ignored: see Raises).
 
     Raises:
-        ModelOptError: ModelOpt is not installed, refuses the arguments, or writes nothing.
+        ModelOptError: ModelOpt is not installed, the installed version does not take an argument
+            the recipe needs (it would swallow it silently), or it writes nothing.
     """
-    kwargs = modelopt_kwargs(model_path, recipe, calib, output_path)
+    kwargs = modelopt_kwargs("model.onnx", recipe, calib, output_path)
     if not modelopt_available():
         raise ModelOptError(
             "nvidia-modelopt is not installed. Install it (pip install 'trt-workbench[modelopt]', "
             "needs torch and onnxruntime-gpu) or use tool='onnxruntime'."
         )
     quantize = importlib.import_module(MODULE).quantize
-    accepted = inspect.signature(quantize).parameters
-    if "high_precision_dtype" not in accepted and recipe.high_precision != "fp32":
-        raise ModelOptError("this ModelOpt version has no high_precision_dtype; upgrade it for fp16 mixed precision.")
-    dropped = sorted(k for k in kwargs if k not in accepted and not any(
-        p.kind == inspect.Parameter.VAR_KEYWORD for p in accepted.values()))
-    call = {k: v for k, v in kwargs.items() if k not in dropped}
-    quantize(**call)
-    if not Path(output_path).is_file():
-        raise ModelOptError(f"ModelOpt finished without writing {output_path}; see its log above.")
-    shown = {k: v for k, v in call.items() if k != "calibration_data"}
-    return {"tool": "modelopt", "version": modelopt_version(), "arguments": shown, "ignored_arguments": dropped}
+    missing = unaccepted_arguments(kwargs, inspect.signature(quantize).parameters)
+    if missing:
+        raise ModelOptError(
+            f"nvidia-modelopt {modelopt_version()} does not take {missing}, which this recipe needs (it would "
+            "swallow them in **kwargs and ignore them). Upgrade nvidia-modelopt, or use tool='onnxruntime'.")
+    with tempfile.TemporaryDirectory(prefix="wb_modelopt_") as tmp:
+        folder = Path(tmp)
+        staged_out = folder / "quantized.onnx"
+        call = {**kwargs, "onnx_path": str(_stage(model, folder)), "output_path": str(staged_out)}
+        quantize(**call)
+        if not staged_out.is_file():
+            raise ModelOptError("ModelOpt finished without writing its output; see its log above.")
+        _save_output(staged_out, Path(output_path))
+    shown = {k: v for k, v in kwargs.items() if k not in ("calibration_data", "onnx_path", "output_path")}
+    return {"tool": "modelopt", "version": modelopt_version(), "arguments": shown, "ignored_arguments": []}
+
+
+def _save_output(staged: Path, output_path: Path) -> None:
+    """ModelOpt's output, moved from its temporary folder to ``output_path`` (external data too)."""
+    import onnx
+
+    model = onnx.load(str(staged))
+    large = model.ByteSize() >= 2**31 - 1
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(output_path), save_as_external_data=large,
+                    location=f"{output_path.name}.data")

@@ -87,7 +87,7 @@ def check_node_names(model: onnx.ModelProto, names: Sequence[str], what: str = "
             hints.append(f"'{name}'" + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""))
         raise QuantizationError(
             f"node(s) to {what} not in the model: {', '.join(hints)}. Node names are listed by "
-            "`workbench inspect MODEL` and LoadedModel.node_names."
+            "`workbench inspect MODEL --nodes` (--json: key 'nodes') and LoadedModel.node_names."
         )
 
 
@@ -102,7 +102,8 @@ def check_op_types(model: onnx.ModelProto, op_types: Sequence[str]) -> list[str]
     if not found:
         raise QuantizationError(
             f"the model has none of the op types to quantize {list(op_types)} (it has "
-            f"{sorted(present)}). Set op_types_to_quantize to some of these."
+            f"{sorted(present)}). Choose some of these (op_types_to_quantize= in a Recipe, op_types= in "
+            "quantize_command), or make an FP16 variant instead."
         )
     return found
 
@@ -290,3 +291,39 @@ def qdq_summary(model: onnx.ModelProto) -> dict:
                         if n.op_type not in ("QuantizeLinear", "DequantizeLinear") and any(i in dq_outputs for i in n.input)})
     return {"quantize": len(q), "dequantize": len(dq), "types": sorted(types), "zero_points_all_zero": zero,
             "quantized_nodes": quantized}
+
+
+def weight_scales(qdq_model: onnx.ModelProto, float_model: onnx.ModelProto, op_types: Sequence[str],
+                  excluded: Sequence[str] = ()) -> dict:
+    """How the weights of a Q/DQ variant are actually quantized (what its record claims is checked here).
+
+    Args:
+        qdq_model: The quantized model.
+        float_model: The model it was quantized from.
+        op_types: The op types quantized.
+        excluded: Node names left unquantized.
+
+    Returns:
+        ``{"per_channel": n, "per_tensor": n, "computed_at_run_time": [node names]}``: weight
+        DequantizeLinear nodes with one scale per channel or one for the tensor, and the quantized
+        nodes whose weight input (input 1) is not an initializer, so ORT's quantizer treats it as an
+        activation (per tensor, at run time).
+    """
+    inits = {init.name: init for init in qdq_model.graph.initializer}
+    per_channel = per_tensor = 0
+    for node in qdq_model.graph.node:
+        if node.op_type != "DequantizeLinear" or node.input[0] not in inits:
+            continue
+        if inits[node.input[0]].data_type not in (TensorProto.INT8, TensorProto.UINT8, TensorProto.FLOAT8E4M3FN):
+            continue
+        scale = inits.get(node.input[1])
+        if scale is not None and int(np.prod(scale.dims)) > 1:
+            per_channel += 1
+        else:
+            per_tensor += 1
+    weights = {init.name for init in float_model.graph.initializer}
+    skip = set(excluded)
+    runtime = [node.name for node in float_model.graph.node
+               if node.op_type in op_types and node.name not in skip and len(node.input) > 1
+               and node.input[1] not in weights]
+    return {"per_channel": per_channel, "per_tensor": per_tensor, "computed_at_run_time": runtime}

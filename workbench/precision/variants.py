@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import html
 import json
 import os
 import re
@@ -39,7 +40,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from workbench.backends.onnxruntime.session import MAX_PROTO_BYTES, ort_session
+from workbench.backends.onnxruntime.session import MAX_PROTO_BYTES
+from workbench.datasets.arrays import synthetic_inputs
 from workbench.datasets.calibration_sets import load_calibration_set
 from workbench.errors import WorkbenchError
 from workbench.model import LoadedModel, load_model
@@ -68,15 +70,24 @@ from workbench.precision.qdq import (
     convert_qdq_to_fp8,
     qdq_summary,
     quantize_int8_qdq,
+    weight_scales,
 )
 from workbench.precision.recipe import QUANTIZED, Recipe, RecipeError
+from workbench.precision.source import refuse_unsuitable, subgraph_nodes, with_opset_for
+from workbench.precision.validate import (
+    InvalidVariantError,
+    Validation,
+    VariantError,
+    check_source,
+    first_line,
+    validate_model,
+)
 from workbench.workspace import workspace_dir, write_atomic
 
 VARIANT_FORMAT = "trt-workbench.variant/1"
 
-
-class VariantError(WorkbenchError, ValueError):
-    """A variant cannot be made as asked; the message names the problem and the fix."""
+__all__ = ["VARIANT_FORMAT", "Variant", "VariantError", "InvalidVariantError", "make_variant", "load_variant",
+           "list_variants", "variants_frame", "as_recipe", "resolve_tool", "tool_info", "variant_key", "sidecar_for"]
 
 
 @dataclass
@@ -150,7 +161,7 @@ class Variant:
             "emulation_path": str(self.emulation_path) if self.emulation_path else None,
             "cached": self.cached,
             "runs_on_ort_cpu": self.runs_on_ort_cpu,
-            **{k: self.record.get(k) for k in ("precision", "name", "tool", "seconds")},
+            **{k: self.record.get(k) for k in ("precision", "name", "tool", "seconds", "warnings")},
         }
 
     def _repr_html_(self) -> str:
@@ -170,7 +181,11 @@ class Variant:
         kept = self.record.get("kept_fp32") or {}
         if kept:
             rows.append(("kept FP32", ", ".join(sorted(kept))))
-        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>" for k, v in rows)
+        upgrade = self.record.get("opset_upgrade")
+        if upgrade:
+            rows.append(("opset", f"upgraded {upgrade['from']} -> {upgrade['to']}: {upgrade['why']}"))
+        rows += [("<b>warning</b>", warning) for warning in self.record.get("warnings") or []]
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
         return f"<b>Variant {self.record.get('name')}</b><table>{body}</table>"
 
 
@@ -301,6 +316,8 @@ def make_variant(model, recipe, calib=None, *, workspace=None, progress: bool = 
     Raises:
         VariantError, RecipeError, InputDataError, ModelLoadError: bad model, recipe or data; the
             message names the problem and the fix.
+        InvalidVariantError: The variant would fail ``onnx.checker`` (full check) or ONNX
+            Runtime would refuse its graph; nothing is written (see :mod:`workbench.precision.validate`).
     """
     started = time.perf_counter()
     target = _target(model, recipe, calib, workspace)
@@ -308,9 +325,9 @@ def make_variant(model, recipe, calib=None, *, workspace=None, progress: bool = 
     if cached is not None:
         return cached
     built = _build(target, calib, progress)
+    validation = _validate(target, built)
     emulation_path = _save_files(target, built)
-    runs, ort_options = _ort_check(target.path, built.get("ort_session_options") or {})
-    record = _record(target, built, emulation_path, runs=runs, ort_options=ort_options, started=started)
+    record = _record(target, built, emulation_path, validation=validation, started=started)
     write_atomic(sidecar_for(target.path), json.dumps(record, indent=2, default=_json_default) + "\n")
     return Variant(target.path, record, False, emulation_path)
 
@@ -366,6 +383,7 @@ def _target(model, recipe, calib, workspace) -> _Target:
             f"input ({loaded.input_names}), a dict of arrays, or a CalibrationSet."
         )
     _check_names(loaded, recipe)
+    refuse_unsuitable(loaded, recipe, tool)
     uses_calib = recipe.precision in QUANTIZED or (recipe.precision == "fp16" and calib is not None)
     calib_set = _calibration_set(calib, loaded, recipe) if uses_calib else None
     model_sha = model_sha256(loaded.path)
@@ -389,12 +407,25 @@ def _build(target: _Target, calib, progress: bool) -> dict:
 
     Returns:
         The builder's dict (see the Builders section below).
+
+    Raises:
+        VariantError: ONNX Runtime or ONNX refuses a graph the builder makes on the way (the
+            calibration graph, shape inference): the model's own problem when it fails the full
+            check, else named with their reason.
     """
     builders = {"fp32": _build_fp32, "fp16": _build_fp16, "bf16": _build_bf16, "int8": _build_quantized,
                 "fp8": _build_quantized}
-    recipe = target.recipe
-    built = builders[recipe.precision](target.loaded, recipe, target.calib_set, tool=target.tool,
-                                       progress=progress, folder=target.folder)
+    recipe, loaded = target.recipe, target.loaded
+    try:
+        built = builders[recipe.precision](loaded, recipe, target.calib_set, tool=target.tool,
+                                           progress=progress, folder=target.folder)
+    except Exception as err:
+        if isinstance(err, WorkbenchError) or not type(err).__module__.startswith(("onnxruntime", "onnx.")):
+            raise
+        check_source(loaded.proto, loaded.path.name)  # the model's own problem, if it is one
+        raise VariantError(
+            f"making the {recipe.label} variant of {loaded.path.name}: ONNX Runtime or ONNX refuses a graph made on "
+            f"the way ({type(err).__name__}: {first_line(err)[:300]}). Please report it with the model.") from err
     if calib is not None and target.calib_set is None:
         built.setdefault("notes", []).append(f"calibration data given but not used: {recipe.precision} needs none")
     return built
@@ -418,7 +449,7 @@ def _save_files(target: _Target, built: dict) -> Path | None:
     return emulation_path
 
 
-def _record(target: _Target, built: dict, emulation_path: Path | None, *, runs: bool, ort_options: dict,
+def _record(target: _Target, built: dict, emulation_path: Path | None, *, validation: Validation,
             started: float) -> dict:
     """The variant's sidecar record (see the module docstring).
 
@@ -426,13 +457,14 @@ def _record(target: _Target, built: dict, emulation_path: Path | None, *, runs: 
         target: The variant (its file written).
         built: The builder's dict.
         emulation_path: The emulation file, or None.
-        runs: Whether ORT's CPU provider loads the variant; ``ort_options`` with these options.
+        validation: What the gate found (:func:`_validate`).
         started: ``time.perf_counter()`` when :func:`make_variant` began.
 
     Returns:
         The JSON-able record.
     """
     recipe, loaded, path = target.recipe, target.loaded, target.path
+    runs = validation.runs_on_ort_cpu
     return {
         "format": VARIANT_FORMAT,
         "key": target.key,
@@ -451,9 +483,14 @@ def _record(target: _Target, built: dict, emulation_path: Path | None, *, runs: 
         "runs_on_ort_cpu": runs,
         "accuracy_on": "emulation" if emulation_path is not None else "variant",
         "ort_execution": built.get("ort_execution") or ("runs in its own precision" if runs else "cannot run"),
-        "ort_session_options": ort_options,
+        "ort_session_options": built.get("ort_session_options") or {},
+        "ort_cpu_problem": validation.ort_cpu_problem,
+        "validation": validation.to_dict(),
+        "source_normalization": list(getattr(loaded.summary, "normalization", None) or []),
+        "opset_upgrade": built.get("opset_upgrade"),
         "kept_fp32": built.get("kept_fp32", {}),
         "notes": built.get("notes", []),
+        "warnings": built.get("warnings", []),
         "details": built.get("details", {}),
         "seconds": round(time.perf_counter() - started, 4),
     }
@@ -479,6 +516,8 @@ def _cached(path: Path, key: str) -> Variant | None:
     except (OSError, ValueError):
         return None
     if record.get("key") != key or record.get("file", {}).get("bytes") != path.stat().st_size:
+        return None
+    if not record.get("validation"):  # made before every variant passed the gate: make it again
         return None
     emulation = record.get("emulation")
     emulation_path = path.parent / emulation["path"] if emulation else None
@@ -547,21 +586,31 @@ def _save_model(model: onnx.ModelProto, path: Path, *, raw: bytes | None = None)
         os.replace(staged, path)
 
 
-def _ort_check(path: Path, options: dict) -> tuple[bool, dict]:
-    """Whether ORT's CPU provider can load the variant (kernels for every node), with ``options``.
+def _validate(target: _Target, built: dict) -> Validation:
+    """The gate (:func:`workbench.precision.validate.validate_model`) for the variant and its emulation.
 
     Args:
-        path: The variant file.
-        options: Session options to load it with (the builder's ``ort_session_options``).
+        target: The variant.
+        built: The builder's dict.
 
     Returns:
-        ``(runs, options)``: True when a session could be made, and the options as given.
+        What the gate found for the variant.
+
+    Raises:
+        InvalidVariantError: The variant or its emulation would be invalid; nothing was written.
     """
+    what = f"the {target.recipe.label} variant of {target.loaded.path.name}"
+    nodes = target.loaded.node_names
+    options = built.get("ort_session_options") or {}
     try:
-        ort_session(path, options)
-    except Exception:  # NOT_IMPLEMENTED kernels, invalid graph for ORT: not runnable there
-        return False, options
-    return True, options
+        validation = validate_model(built["model"], what=what, options=options, source_nodes=nodes)
+    except InvalidVariantError:
+        check_source(target.loaded.proto, target.loaded.path.name)  # the model's own problem, if it is one
+        raise
+    if built.get("emulation") is not None:
+        validate_model(built["emulation"], what=f"the ORT-CPU emulation of {what}", options=options,
+                       source_nodes=nodes, must_run=True)
+    return validation
 
 
 # --------------------------------------------------------------------------------------------
@@ -571,30 +620,74 @@ def _ort_check(path: Path, options: dict) -> tuple[bool, dict]:
 
 
 def _build_fp32(loaded, recipe, calib, *, tool, progress, folder):
+    steps = list(getattr(loaded.summary, "normalization", None) or [])
+    if steps:  # the reference is the model every other variant is made from: the normalized one
+        return {"model": loaded.proto, "notes": [
+            "the source model as the workbench loads it (the reference), normalized: "
+            + "; ".join(step["detail"] for step in steps)]}
     uses_external = loaded.summary.uses_external_data
     raw = None if uses_external else loaded.path.read_bytes()
     return {"model": loaded.proto, "raw": raw, "notes": ["unchanged copy of the source model (the reference)"]}
+
+
+SYNTHETIC_FP16_SAMPLES = 16
+FP16_SYNTHETIC_WARNING = (
+    "FP16 overflow safeguard: no calibration data was given, so activations were checked on {n} random "
+    "inputs (standard normal), not on real data; an activation that exceeds FP16's range (65504) only on "
+    "real inputs is not caught and would turn the output to inf/NaN. Pass calibration data (--calib; "
+    "calib= in Python) so the check sees real data.")
+
+
+def _fp16_activation_check(loaded, base, recipe, calib, progress) -> tuple[dict, dict | None, dict, list]:
+    """Activations beyond FP16's range, on the calibration data or, without it, on random inputs.
+
+    Args:
+        loaded: The source model (its input specs make the random inputs).
+        base: The model to convert (nodes named).
+        recipe: The fp16 recipe.
+        calib: The calibration samples, or None.
+        progress: See :mod:`workbench.progress`.
+
+    Returns:
+        ``(kept, calibration, check, warnings)``: node -> reason for nodes to keep in FP32, the
+        record's calibration entry (None without data), what the check ran on, and warnings.
+    """
+    data, warnings = calib, []
+    if calib is None:
+        try:
+            data = synthetic_inputs(loaded.summary.inputs, batch=SYNTHETIC_FP16_SAMPLES)
+        except WorkbenchError as err:
+            why = str(err).split(";")[0]
+            warning = (f"FP16 overflow safeguard: no calibration data was given and random inputs cannot stand in "
+                       f"for it ({why}), so activations were NOT checked for FP16 overflow. Pass calibration "
+                       "data (--calib; calib= in Python).")
+            return {}, None, {"data": "none", "skipped": str(err)}, [warning]
+        warnings.append(FP16_SYNTHETIC_WARNING.format(n=SYNTHETIC_FP16_SAMPLES))
+    prepared = prepare_for_calibration(base)
+    result = calibrate(prepared, data, "minmax", op_types=None, batch_size=recipe.batch_size,
+                       progress=progress, exact=recipe.exact_calibration)
+    kept = activation_overflow_nodes(prepared, result.ranges())
+    summary = {"method": "minmax", "purpose": "FP16 overflow safeguard", "tensors": len(result.tensors),
+               "seconds": round(result.seconds, 4), "batch_size": result.batch_size,
+               "exact": recipe.exact_calibration}
+    check = {"data": "calibration" if calib is not None else f"random ({SYNTHETIC_FP16_SAMPLES} samples)",
+             "tensors": len(result.tensors), "nodes_kept": len(kept)}
+    return kept, (summary if calib is not None else None), check, warnings
 
 
 def _build_fp16(loaded, recipe, calib, *, tool, progress, folder):
     base = name_unnamed_nodes(loaded.proto)
     kept = {name: "kept FP32 by the recipe" for name in recipe.fp32_nodes}
     kept.update(initializer_overflow_nodes(base))
-    calibration = None
-    if calib is not None:
-        prepared = prepare_for_calibration(base)
-        result = calibrate(prepared, calib, "minmax", op_types=None, batch_size=recipe.batch_size,
-                           progress=progress, exact=recipe.exact_calibration)
-        for node, reason in activation_overflow_nodes(prepared, result.ranges()).items():
-            kept.setdefault(node, reason)
-        calibration = {"method": "minmax", "purpose": "FP16 overflow safeguard", "tensors": len(result.tensors),
-                       "seconds": round(result.seconds, 4), "batch_size": result.batch_size,
-                       "exact": recipe.exact_calibration}
+    activations, calibration, check, warnings = _fp16_activation_check(loaded, base, recipe, calib, progress)
+    for node, reason in activations.items():
+        kept.setdefault(node, reason)
     converted = to_float16(base, keep_nodes=sorted(kept), keep_op_types=recipe.fp32_op_types)
     notes = ["inputs and outputs stay FP32 (Cast nodes at the edges)"]
     if recipe.fp32_op_types:
         notes.append(f"op types kept FP32: {list(recipe.fp32_op_types)}")
-    built = {"model": converted, "calibration": calibration, "kept_fp32": kept, "notes": notes}
+    built = {"model": converted, "calibration": calibration, "kept_fp32": kept, "notes": notes,
+             "warnings": warnings, "details": {"fp16_activation_check": check}}
     upcast = ort_cpu_upcast_ops(converted, TensorProto.FLOAT16)
     if upcast:
         built["emulation"] = emulate_low_precision(converted, TensorProto.FLOAT16)
@@ -637,7 +730,8 @@ def _build_quantized(loaded, recipe, calib, *, tool, progress, folder):
         return _build_modelopt(loaded, recipe, calib, folder)
 
     fp8 = recipe.precision == "fp8"
-    prepared = prepare_for_calibration(loaded.proto, fp8=fp8)
+    source, upgrade = with_opset_for(loaded, recipe)
+    prepared = prepare_for_calibration(source, fp8=fp8)
     op_types = check_op_types(prepared, recipe.quantized_op_types)
     result = calibrate(prepared, calib, recipe.calibration_options(), op_types=op_types,
                        batch_size=recipe.batch_size, progress=progress, exact=recipe.exact_calibration)
@@ -654,9 +748,12 @@ def _build_quantized(loaded, recipe, calib, *, tool, progress, folder):
         notes.append("ONNX Runtime 1.32 CPU drops a Relu that feeds a float8 QuantizeLinear at optimization level >= 2 "
                      "(a level-2 rewrite rule); run this variant there with graph_optimization_level='basic'")
         options = {"graph_optimization_level": "basic"}
+    weights = weight_scales(quantized, prepared, op_types, recipe.exclude_nodes)
+    notes += _quantized_notes(loaded, recipe, op_types, upgrade, weights)
     calibration = {
         "method": recipe.method,
         "settings": result.options.to_dict(),
+        **result.options.sameness(),
         "tensors": len(result.tensors),
         "seconds": round(result.seconds, 4),
         "pass_seconds": {k: round(v, 4) for k, v in result.pass_seconds.items()},
@@ -666,15 +763,34 @@ def _build_quantized(loaded, recipe, calib, *, tool, progress, folder):
     }
     excluded = {name: "excluded from quantization by the recipe" for name in recipe.exclude_nodes}
     return {"model": quantized, "calibration": calibration, "kept_fp32": excluded, "notes": notes,
-            "details": {"qdq": qdq_summary(quantized), "op_types_quantized": op_types},
-            "ort_session_options": options}
+            "details": {"qdq": qdq_summary(quantized), "op_types_quantized": op_types, "weights": weights},
+            "ort_session_options": options, "opset_upgrade": upgrade}
+
+
+def _quantized_notes(loaded, recipe, op_types, upgrade: dict | None, weights: dict) -> list[str]:
+    """What an INT8/FP8 record says beyond the quantizer's settings: the opset upgrade, weighted
+    nodes left in subgraphs, and weights that are not quantized per channel although asked."""
+    notes = []
+    if upgrade:
+        notes.append(f"opset upgraded {upgrade['from']} -> {upgrade['to']} with ONNX's version converter: "
+                     f"{upgrade['why']}")
+    inside = subgraph_nodes(loaded.proto, op_types)
+    if inside:
+        notes.append(f"{len(inside)} node(s) to quantize inside If/Loop/Scan subgraphs stay FP32 (ONNX Runtime's "
+                     f"quantizer does not reach into subgraphs): {inside[:5]}")
+    runtime = weights["computed_at_run_time"]
+    if recipe.per_channel and runtime:
+        notes.append(f"{len(runtime)} quantized node(s) take their weights from another node at run time "
+                     f"(e.g. {runtime[:3]}): those are quantized per tensor, as activations, not per channel")
+    return notes
 
 
 def _build_modelopt(loaded, recipe, calib, folder):
     with tempfile.TemporaryDirectory(dir=folder, prefix=".modelopt.") as tmp:
         output = Path(tmp) / f"{loaded.path.stem}.quant.onnx"
         started = time.perf_counter()
-        run = run_modelopt(loaded.path, recipe, calib, output)
+        # the normalized model, written into ModelOpt's own temporary folder: never the user's file
+        run = run_modelopt(loaded.proto, recipe, calib, output)
         model = onnx.load(str(output))
     notes = [f"quantized by NVIDIA ModelOpt ({run['version']}); unquantized parts in {recipe.high_precision}"]
     options = {"graph_optimization_level": "basic"} if recipe.precision == "fp8" else {}

@@ -2,7 +2,8 @@
 
 One row per (variant, backend) experiment: the model, the variant's name and precision, the
 recipe that made it (a dict, plus a short label), the calibration set and method, the accuracy
-(:class:`workbench.analysis.accuracy.EvaluationResult`), the latency
+(:class:`workbench.analysis.accuracy.EvaluationResult`; the chosen metric as ``metric``,
+``metric_value`` and ``metric_unit``, one accuracy axis for any task), the latency
 (:class:`workbench.backends.BenchmarkResult`), the model size, tool versions and when it ran.
 
 Rows are kept in the workspace as JSON lines (``<workspace>/results.jsonl``, one JSON object a
@@ -65,6 +66,9 @@ COLUMNS = (
     "top1_agreement",
     "min_cosine",
     "min_sqnr_db",
+    "metric",
+    "metric_value",
+    "metric_unit",
     "mean_ms",
     "median_ms",
     "p90_ms",
@@ -79,11 +83,11 @@ COLUMNS = (
     "schema",
 )
 NUMERIC_COLUMNS = (
-    "samples", "top1", "top5", "top1_agreement", "min_cosine", "min_sqnr_db", "mean_ms",
+    "samples", "top1", "top5", "top1_agreement", "min_cosine", "min_sqnr_db", "metric_value", "mean_ms",
     "median_ms", "p90_ms", "p99_ms", "throughput", "batch", "size_bytes", "schema",
 )
 TEXT_COLUMNS = ("id", "created", "model", "variant", "precision", "backend", "recipe_label",
-                "calibration", "calibration_method", "variant_path", "notes")
+                "calibration", "calibration_method", "variant_path", "notes", "metric", "metric_unit")
 TOOLS = ("onnx", "onnxruntime", "polygraphy", "numpy", "tensorrt", "nvidia-modelopt")
 LABEL_WIDTH = 48
 
@@ -217,6 +221,9 @@ def make_row(
         "top1_agreement": ev.get("top1_agreement"),
         "min_cosine": ev.get("min_cosine"),
         "min_sqnr_db": _min_sqnr(ev),
+        "metric": ev.get("metric"),
+        "metric_value": _metric_value(evaluation, ev),
+        "metric_unit": ev.get("metric_unit"),
         "mean_ms": bench.get("mean_ms"),
         "median_ms": bench.get("median_ms"),
         "p90_ms": bench.get("p90_ms"),
@@ -230,6 +237,14 @@ def make_row(
     }
     row.update(extra)
     return row
+
+
+def _metric_value(evaluation: Any, ev: Mapping) -> float | None:
+    """The evaluation's metric value; from the result object itself when there is one, so an infinite
+    value (SQNR/PSNR of identical outputs) stays infinite (its JSON form writes None)."""
+    scored = getattr(evaluation, "metric", None)
+    value = getattr(scored, "value", None)
+    return float(value) if isinstance(value, (int, float)) else ev.get("metric_value")
 
 
 def _min_sqnr(ev: Mapping) -> float | None:

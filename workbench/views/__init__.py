@@ -31,6 +31,10 @@ _EXPORTS = {
     "calibration_size_figure": "workbench.views.doctor_figures",
     "before_after_figure": "workbench.views.doctor_figures",
     "layer_error_figure": "workbench.views.doctor_figures",
+    "check": "workbench.views.exercises",
+    "exercise_names": "workbench.views.exercises",
+    "expected_answer": "workbench.views.exercises",
+    "PARETO_GRID": "workbench.views.exercises",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

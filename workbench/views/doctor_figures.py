@@ -247,8 +247,11 @@ def sensitivity_figure(ranking: Sequence[Mapping], *, fix_exclude: Sequence[str]
     rows = rows[::-1]  # worst on top
     text = []
     for r in rows:
-        cost = r.get("confirmed_cost_pp")
-        text.append(f"{cost:.1f} pp confirmed" if cost is not None and not _isnan(cost) else "")
+        cost, unit = r.get("confirmed_cost_pp"), "pp"
+        if cost is None:  # a metric that is not a percentage: its own unit
+            cost, unit = r.get("confirmed_cost"), ""
+        text.append(f"{cost:.1f} {unit} confirmed".replace("  ", " ")
+                    if cost is not None and not _isnan(cost) else "")
     fig = go.Figure(go.Bar(
         y=[_short(r["node"], 40) for r in rows], x=[r.get("damage_db", 0.0) for r in rows], orientation="h",
         marker={"color": [COLORS["bad"] if r["node"] in fixed else COLORS["neutral"] for r in rows]},
@@ -268,67 +271,106 @@ def _isnan(value) -> bool:
         return True
 
 
-def before_after_figure(rows: Sequence[Mapping[str, Any]], *, target_top1: float | None = None) -> go.Figure:
-    """Before/after on the workbench's tradeoff plot: top-1 against ONNX Runtime latency.
+def before_after_figure(rows: Sequence[Mapping[str, Any]], *, target_top1: float | None = None,
+                        target: float | None = None) -> go.Figure:
+    """Before/after on the workbench's tradeoff plot: the doctor's metric against ONNX Runtime latency.
 
     Args:
         rows: Results rows (:func:`workbench.doctor.report.results_rows`: FP32, naive INT8 and
             the fix; other :class:`~workbench.tables.results.ResultsTable` rows may join them).
-        target_top1: The accuracy the fix must reach (fraction), drawn as a dotted line.
+        target_top1: The accuracy the fix must reach (fraction), drawn as a dotted line (top1 rows).
+        target: The metric value the fix must reach (the report's ``target_value``), for rows of
+            another metric (plotted as ``metric_value``).
 
     Returns:
         :func:`workbench.views.tradeoff.tradeoff_figure` of the rows, colored by variant, with the
-        Pareto front and an arrow from the naive variant to the fix.
+        Pareto front and an arrow from the naive variant to the fix; y is top-1 when the rows
+        have it, else their metric.
     """
 
     frame = rows_to_frame(rows)
-    fig = tradeoff_figure(frame, color="variant", symbol=None)
+    y = "top1" if frame["top1"].notna().any() else "metric_value"
+    fig = tradeoff_figure(frame, y=y, color="variant", symbol=None)
     points = {r["variant"]: r for r in frame.to_dict("records")}
     naive, fixed = points.get("int8 naive"), points.get("int8 fixed")
     if naive and fixed and not _isnan(naive["median_ms"]) and not _isnan(fixed["median_ms"]):
-        fig.add_annotation(x=fixed["median_ms"], y=fixed["top1"], ax=naive["median_ms"], ay=naive["top1"],
+        fig.add_annotation(x=fixed["median_ms"], y=fixed[y], ax=naive["median_ms"], ay=naive[y],
                            xref="x", yref="y", axref="x", ayref="y", showarrow=True, arrowhead=3,
                            arrowcolor=COLORS["fixed"])
-    if target_top1 is not None:
-        fig.add_hline(y=float(target_top1), line={"dash": "dot", "color": COLORS["neutral"]},
+    line = target_top1 if y == "top1" else target
+    if line is not None:
+        fig.add_hline(y=float(line), line={"dash": "dot", "color": COLORS["neutral"]},
                       annotation_text="target", annotation_position="bottom left")
-    fig.update_layout(title="Before / after the fix: top-1 vs ONNX Runtime CPU latency")
+    what = "top-1" if y == "top1" else (frame["metric"].dropna().iloc[0] if frame["metric"].notna().any() else "metric")
+    fig.update_layout(title=f"Before / after the fix: {what} vs ONNX Runtime CPU latency")
     return fig
 
 
-def calibration_size_figure(curve: Sequence[Mapping], *, fp32_accuracy: float | None = None) -> go.Figure:
-    """Top-1 against calibration-set size (``[{"num_samples", "top1"}]``)."""
+def calibration_size_figure(curve: Sequence[Mapping], *, fp32_accuracy: float | None = None, metric: str = "top1",
+                            unit: str = "%", fp32_value: float | None = None) -> go.Figure:
+    """The doctor's metric against calibration-set size (``[{"num_samples", "value", "top1"}]``).
+
+    Args:
+        curve: The report's ``calibration.size_curve`` (older reports: ``top1`` fractions only).
+        fp32_accuracy: The FP32 top-1 fraction, drawn as a dashed line.
+        metric, unit: The metric of the values.
+        fp32_value: The FP32 value in the metric's unit (instead of ``fp32_accuracy``).
+
+    Returns:
+        The curve, INT8 against the number of calibration samples (log scale).
+    """
     rows = list(curve)
     if not rows:
         raise ValueError("curve is empty; run diagnose(..., calib_sizes=[...]).")
-    fig = go.Figure(go.Scatter(x=[r["num_samples"] for r in rows], y=[100 * r["top1"] for r in rows],
+    values = [r["value"] if r.get("value") is not None else 100 * r["top1"] for r in rows]
+    fig = go.Figure(go.Scatter(x=[r["num_samples"] for r in rows], y=values,
                                mode="lines+markers", name="INT8", line={"color": COLORS["int8"]}))
-    if fp32_accuracy is not None:
-        fig.add_hline(y=100 * fp32_accuracy, line={"dash": "dash", "color": COLORS["fp32"]}, annotation_text="FP32")
-    fig.update_layout(title="Top-1 against calibration-set size", xaxis={"title": "calibration samples", "type": "log"},
-                      yaxis={"title": "top-1 (%)"}, template=TEMPLATE, height=360)
+    fp32 = fp32_value if fp32_value is not None else (None if fp32_accuracy is None else 100 * fp32_accuracy)
+    if fp32 is not None and math.isfinite(fp32):
+        fig.add_hline(y=fp32, line={"dash": "dash", "color": COLORS["fp32"]}, annotation_text="FP32")
+    label = "top-1" if metric == "top1" else metric
+    fig.update_layout(title=f"{label[0].upper() + label[1:]} against calibration-set size",
+                      xaxis={"title": "calibration samples", "type": "log"},
+                      yaxis={"title": f"{label} ({unit})" if unit else label}, template=TEMPLATE, height=360)
     return fig
 
 
 def search_figure(steps: Sequence[Mapping], *, naive_accuracy: float | None = None,
-                  target_accuracy: float | None = None) -> go.Figure:
-    """Every configuration the fix search evaluated, in order (``sensitivity.steps`` of the report)."""
+                  target_accuracy: float | None = None, metric: str = "top1", unit: str = "%",
+                  naive_value: float | None = None, target_value: float | None = None) -> go.Figure:
+    """Every configuration the fix search evaluated, in order (``sensitivity.steps`` of the report).
+
+    Args:
+        steps: The search steps (``exclude``, ``value`` in the metric's unit (older reports:
+            ``top1`` fractions), ``passed``, ``phase``).
+        naive_accuracy, target_accuracy: Top-1 fractions of the naive variant and the target.
+        metric, unit: The metric the values are in.
+        naive_value, target_value: The naive variant's value and the target, in the metric's unit
+            (instead of the top-1 fractions).
+
+    Returns:
+        One marker per evaluation (green: within target), with the naive value and the target.
+    """
     rows = list(steps)
+    values = [r["value"] if r.get("value") is not None else 100 * r["top1"] for r in rows]
+    naive = naive_value if naive_value is not None else (None if naive_accuracy is None else 100 * naive_accuracy)
+    target = target_value if target_value is not None else (
+        None if target_accuracy is None else 100 * target_accuracy)
+    label = "top-1" if metric == "top1" else metric
     fig = go.Figure()
     if rows:
         fig.add_trace(go.Scatter(
-            x=list(range(1, len(rows) + 1)), y=[100 * r["top1"] for r in rows], mode="lines+markers",
+            x=list(range(1, len(rows) + 1)), y=values, mode="lines+markers",
             marker={"size": 11, "color": [COLORS["fixed"] if r["passed"] else COLORS["bad"] for r in rows]},
             text=[f"{r['phase']}: exclude {len(r['exclude'])}<br>" + "<br>".join(r["exclude"][:6]) for r in rows],
-            hovertemplate="%{text}<br>top-1 %{y:.2f}%<extra></extra>", name="search"))
-    if naive_accuracy is not None:
-        fig.add_hline(y=100 * naive_accuracy, line={"dash": "dot", "color": COLORS["int8"]}, annotation_text="naive")
-    if target_accuracy is not None:
-        fig.add_hline(y=100 * target_accuracy, line={"dash": "dash", "color": COLORS["neutral"]},
-                      annotation_text="target")
+            hovertemplate=f"%{{text}}<br>{label} %{{y:.2f}} {unit}<extra></extra>", name="search"))
+    if naive is not None and math.isfinite(naive):
+        fig.add_hline(y=naive, line={"dash": "dot", "color": COLORS["int8"]}, annotation_text="naive")
+    if target is not None and math.isfinite(target):
+        fig.add_hline(y=target, line={"dash": "dash", "color": COLORS["neutral"]}, annotation_text="target")
     fig.update_layout(title="Fix search: each full evaluation (green: within target)",
-                      xaxis={"title": "evaluation", "dtick": 1}, yaxis={"title": "top-1 (%)"}, template=TEMPLATE,
-                      height=360)
+                      xaxis={"title": "evaluation", "dtick": 1},
+                      yaxis={"title": f"{label} ({unit})" if unit else label}, template=TEMPLATE, height=360)
     return fig
 
 

@@ -14,6 +14,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from workbench.doctor.report import results_rows
+from workbench.errors import WorkbenchError
 from workbench.views.doctor_figures import (
     before_after_figure,
     channel_ranges_figure,
@@ -25,6 +26,7 @@ from workbench.views.doctor_figures import (
 )
 from workbench.views.model_picker import error_html
 from workbench.views.output import show_in
+from workbench.workflows.plan_save import plan_from_doctor, save_plan
 
 
 def culprits_html(culprits) -> str:
@@ -84,8 +86,34 @@ class DoctorExplorer(widgets.VBox):
         for index, title in enumerate(("Summary", "Error curve", "Ranges", "Sensitivity", "Before/after")):
             self.tabs.set_title(index, title)
         self.tensor_dropdown.observe(lambda _change: self.show_tensor(), names="value")
-        super().__init__([self.tabs])
+        self.save_button = widgets.Button(description="Save as plan", icon="save",
+                                          tooltip="write a plan file that re-creates the fix in CI (workbench run PLAN)")
+        self.save_status = widgets.HTML()
+        self.save_button.on_click(lambda _b: self._on_save())
+        super().__init__([widgets.HBox([self.save_button, self.save_status]), self.tabs])
         self._draw()
+
+    def save_plan(self, path=None, **options):
+        """Save the doctor's fix as a plan file: what the "Save as plan" button does.
+
+        Args:
+            path: The ``.yaml`` to write (default: ``<workspace>/plans/<model>-int8-doctor-fix.plan.yaml``,
+                numbered so no file is replaced).
+            **options: Passed to :func:`~workbench.workflows.plan_save.plan_from_doctor`.
+
+        Returns:
+            The plan file's path.
+        """
+        return save_plan(plan_from_doctor(self.report, **options), path, source="the INT8 doctor")
+
+    def _on_save(self) -> None:
+        try:
+            path = self.save_plan()
+        except WorkbenchError as err:
+            self.save_status.value = error_html(str(err))
+            return
+        self.save_status.value = (f"Plan saved: <code>{html.escape(str(path))}</code>. Run it with "
+                                  f"<code>workbench run {html.escape(str(path))}</code>.")
 
     def _draw(self) -> None:
         d, report = self.diagnosis, self.report
@@ -95,10 +123,12 @@ class DoctorExplorer(widgets.VBox):
         show_in(self.curve_out, error_curve_figure(d.layerwise.tensors, first_jump=jump["tensor"] if jump else None))
         if d.ranking:
             show_in(self.sensitivity_out, sensitivity_figure(d.ranking, fix_exclude=d.fix["config"]["exclude"]),
-                    search_figure(d.search.get("steps", []), naive_accuracy=d.int8_accuracy,
-                                  target_accuracy=d.fp32_accuracy - d.target_drop / 100))
-        show_in(self.tradeoff_out, before_after_figure(results_rows(report),
-                                                       target_top1=d.fp32_accuracy - d.target_drop / 100))
+                    search_figure(d.search.get("steps", []), metric=d.metric_name, unit=d.metric_unit,
+                                  naive_value=d.int8_value, target_value=d.target_value))
+        target = d.target_value
+        show_in(self.tradeoff_out, before_after_figure(
+            results_rows(report), target=target,
+            target_top1=None if target is None or d.metric_name != "top1" else target / 100))
         self.show_tensor()
 
     def show_tensor(self) -> None:

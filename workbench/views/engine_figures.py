@@ -731,14 +731,24 @@ def compare_figure(comparison: pd.DataFrame, *, hide_zero: bool = True, top: int
     return fig
 
 
+def _speed_words(ratio: float, label_a: str, label_b: str) -> str:
+    """`` (B 1.52x faster than A)`` from ``ratio`` = total B / total A; empty when A took no time."""
+    if math.isnan(ratio):
+        return ""
+    if math.isclose(ratio, 1.0, rel_tol=5e-3):
+        return f" ({label_b} as fast as {label_a})"
+    words = f"{1 / ratio:.2f}x faster" if ratio < 1 else f"{ratio:.2f}x slower"
+    return f" ({label_b} {words} than {label_a})"
+
+
 def _comparison_title(comparison: pd.DataFrame, label_a: str, label_b: str) -> str:
     """Title with the totals of a comparison."""
     totals = comparison.attrs.get("totals")
     if totals is None:
         totals = totals_of_comparison(comparison)
-    ratio = "" if math.isnan(totals["ratio"]) else f" ({totals['ratio']:.2f}x)"
     return (
-        f"{label_b} vs {label_a}: layer time {totals['total_a']:.4f} → {totals['total_b']:.4f} ms{ratio}"
+        f"{label_a} → {label_b}: layer time {totals['total_a']:.4f} → {totals['total_b']:.4f} ms"
+        f"{_speed_words(totals['ratio'], label_a, label_b)}"
         f"<br><sup>matched groups {totals['matched_a']:.4f} → {totals['matched_b']:.4f} ms; "
         f"unmatched {totals['unmatched_a']:.4f} ms in {label_a}, {totals['unmatched_b']:.4f} ms in "
         f"{label_b}; green: {label_b} faster, hatched: unmatched</sup>"

@@ -21,7 +21,9 @@ import ipywidgets as widgets
 import pandas as pd
 import plotly.graph_objects as go
 
+from workbench.errors import WorkbenchError
 from workbench.tables.results import ResultsTable, filter_frame
+from workbench.views.model_picker import error_html
 from workbench.views.output import show_in
 from workbench.views.tradeoff_figures import (
     ALL,
@@ -36,6 +38,7 @@ from workbench.views.tradeoff_figures import (
     plotted_rows,
     tradeoff_figure,
 )
+from workbench.workflows.plan_save import plan_from_row, save_plan
 
 # --------------------------------------------------------------------------------------------
 # The figure
@@ -91,6 +94,9 @@ class TradeoffExplorer(widgets.VBox):
         self.variant_dropdown = widgets.Dropdown(description="Variant", layout={"width": "auto", "min_width": "520px"})
         self.refresh_button = widgets.Button(description="Reload", icon="refresh",
                                              tooltip="re-read the results file")
+        self.save_button = widgets.Button(description="Save as plan", icon="save", disabled=True,
+                                          tooltip="write a plan file that re-creates the selected variant in CI "
+                                                  "(workbench run PLAN)")
         self.status = widgets.HTML()
         self.details = widgets.HTML()
         if self.interactive:
@@ -108,8 +114,9 @@ class TradeoffExplorer(widgets.VBox):
         self.precision_dropdown.observe(lambda _c: self.redraw(), names="value")
         self.variant_dropdown.observe(self._on_variant_menu, names="value")
         self.refresh_button.on_click(lambda _b: self.refresh())
+        self.save_button.on_click(lambda _b: self._on_save())
         filters = widgets.HBox([self.model_dropdown, self.backend_dropdown, self.precision_dropdown])
-        picker = widgets.HBox([self.variant_dropdown, self.refresh_button])
+        picker = widgets.HBox([self.variant_dropdown, self.refresh_button, self.save_button])
         super().__init__([filters, picker, self.status, plot, self.details])
         self.redraw()
 
@@ -145,6 +152,44 @@ class TradeoffExplorer(widgets.VBox):
         for callback in list(self._callbacks):
             callback(self.selected)
         return self.selected
+
+    def save_plan(self, path=None, **options):
+        """Save the selected variant as a plan file: what the "Save as plan" button does.
+
+        The plan holds the variant's full recipe, the model and calibration data pinned by their
+        hashes, the backend and batch sizes it was measured at, and a ``max_accuracy_drop`` gate
+        of the drop measured against the FP32 row of the same model and backend plus 0.5 points
+        (see :func:`workbench.workflows.plan_save.plan_from_row`).
+
+        Args:
+            path: The ``.yaml`` to write (default: ``<workspace>/plans/<model>-<variant>.plan.yaml``,
+                numbered so no file is replaced).
+            **options: Passed to :func:`~workbench.workflows.plan_save.plan_from_row`
+                (``evaluation=``, ``gates=``, ``backends=``, ``batch_sizes=``...).
+
+        Returns:
+            The plan file's path.
+
+        Raises:
+            WorkbenchError: Nothing selected, or the row lacks what a plan needs (the message says).
+        """
+        if self.selected is None:
+            raise WorkbenchError("select a variant first (click its point or pick it in the Variant menu).")
+        row = self.selected
+        same = self.frame[(self.frame["model"] == row.get("model")) & (self.frame["backend"] == row.get("backend"))
+                          & (self.frame["precision"].map(lambda p: str(p).upper()) == "FP32")]
+        reference = same.iloc[-1].to_dict() if len(same) else None
+        plan = plan_from_row(row, reference_row=reference, **options)
+        return save_plan(plan, path, source=f"the tradeoff explorer (row {_text(row.get('id'))})")
+
+    def _on_save(self) -> None:
+        try:
+            path = self.save_plan()
+        except WorkbenchError as err:
+            self.status.value = error_html(str(err))
+            return
+        self.status.value = (f"Plan saved: <code>{html.escape(str(path))}</code>. Run it with "
+                             f"<code>workbench run {html.escape(str(path))}</code>.")
 
     @property
     def selected_id(self) -> str | None:
@@ -247,6 +292,7 @@ class TradeoffExplorer(widgets.VBox):
 
     def _show_details(self) -> None:
         self.details.value = details_html(self.selected)
+        self.save_button.disabled = self.selected is None
 
 
 def details_html(row: Mapping[str, Any] | None) -> str:
@@ -259,6 +305,9 @@ def details_html(row: Mapping[str, Any] | None) -> str:
     figures = [(AXIS_TITLES.get(c, c), _number(row.get(c), c)) for c in
                ("top1", "top5", "top1_agreement", "min_cosine", "min_sqnr_db", "median_ms",
                 "p90_ms", "p99_ms", "throughput") if c in row]
+    if _finite(row.get("metric_value")):  # the row's chosen metric, with its unit
+        figures.insert(0, (_text(row.get("metric"), "metric"),
+                           f"{row['metric_value']:.4g} {_text(row.get('metric_unit'), '')}".strip()))
     if _finite(row.get("size_bytes")):
         figures.append(("model size", f"{row['size_bytes'] / 1e6:.3f} MB"))
     if _finite(row.get("batch")):

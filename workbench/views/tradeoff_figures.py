@@ -43,6 +43,7 @@ AXIS_TITLES = {
     "top1_agreement": "top-1 agreement with the reference",
     "min_cosine": "min cosine similarity to the reference",
     "min_sqnr_db": "min SQNR (dB)",
+    "metric_value": "metric",
     "size_bytes": "model size (bytes)",
 }
 
@@ -106,8 +107,8 @@ def hover_text(row: Mapping[str, Any], x: str, y: str) -> str:
         f"{html.escape(_text(row.get('precision')))} on {html.escape(_text(row.get('backend')))}",
         f"recipe: {html.escape(_text(row.get('recipe_label'), '') or '–')}",
         f"calibration: {html.escape(calibration or '–')}",
-        f"{AXIS_TITLES.get(x, x)}: {_number(row.get(x), x)}",
-        f"{AXIS_TITLES.get(y, y)}: {_number(row.get(y), y)}",
+        f"{_row_title(row, x)}: {_number(row.get(x), x)}{_row_unit(row, x)}",
+        f"{_row_title(row, y)}: {_number(row.get(y), y)}{_row_unit(row, y)}",
     ]
     for column in ("top5", "min_sqnr_db", "p99_ms"):
         if column not in (x, y) and _finite(row.get(column)):
@@ -142,6 +143,33 @@ def one_machine(rows: pd.DataFrame, x: str, y: str, machine: str | None = "auto"
         machine = next((m for m in picked if m in labels), labels[0])
     kept = rows[rows[MACHINE_COLUMN] == machine]
     return kept, machine, len(rows) - len(kept)
+def _row_title(row: Mapping[str, Any], column: str) -> str:
+    """A column's name in a row's hover text: the metric's own name for ``metric_value``."""
+    if column == "metric_value":
+        return _text(row.get("metric"), "metric")
+    return AXIS_TITLES.get(column, column)
+
+
+def _row_unit(row: Mapping[str, Any], column: str) -> str:
+    unit = _text(row.get("metric_unit"), "") if column == "metric_value" else ""
+    return f" {unit}" if unit and _finite(row.get(column)) else ""
+
+
+def metric_axis_title(rows: pd.DataFrame) -> str:
+    """The title of a ``metric_value`` axis: the rows' one metric and its unit.
+
+    Raises:
+        ValueError: The rows carry values of different metrics (they cannot share an axis).
+    """
+    names = sorted({_text(v, "") for v in rows.get("metric", pd.Series(dtype=object))} - {""})
+    if len(names) > 1:
+        raise ValueError(f"the rows carry values of several metrics {names}; plot one at a time, e.g. "
+                         f"frame[frame['metric'] == {names[0]!r}]")
+    if not names:
+        return "metric"
+    units = sorted({_text(v, "") for v in rows.get("metric_unit", pd.Series(dtype=object))} - {""})
+    return f"{names[0]} ({units[0]})" if units else names[0]
+
 
 def group_colors(values: Sequence[str], column: str | None) -> dict[str, str]:
     """A color per group: the engine figures' precision colors for ``precision``, else a palette."""
@@ -174,7 +202,8 @@ def tradeoff_figure(
             ``x`` or ``y`` are left out (the title says how many).
         x: Cost column: lower is better (latencies, size, and any column not listed in
             :data:`AXIS_TITLES`), higher for ``throughput``, accuracy and agreement columns.
-        y: Benefit column: higher is better (lower for latencies and size).
+        y: Benefit column: higher is better (lower for latencies and size). ``metric_value``
+            plots each row's chosen metric, titled with its name and unit (rows of one metric).
         color: Column that colors markers (one legend entry per value); None for one color.
         symbol: Column that picks the marker symbol; None for circles.
         selected: Row id to highlight with a ring.
@@ -226,10 +255,16 @@ def tradeoff_figure(
                 marker=dict(color="#888888", symbol=mark, size=10), hoverinfo="skip",
             ))
     fig.add_trace(go.Scatter(**_highlight(rows, x, y, selected)))
-    _layout(fig, x, y, shown=len(rows), total=len(frame) - other_machines, color=color)
+    titles = {axis: metric_axis_title(rows) for axis in (x, y) if axis == "metric_value"}
+    models = sorted({_text(m) for m in rows["model"]}) if "model" in rows.columns else []
+    _layout(fig, x, y, shown=len(rows), total=len(frame) - other_machines, color=color, titles=titles, models=models)
     if shown_machine is not None:
         fig.layout.title.text += f" on {shown_machine}" + (
             f" ({other_machines} from other machines not shown: pick one with machine=)" if other_machines else "")
+    if y in FRACTION_COLUMNS and len(rows):  # an accuracy axis never leaves 0-100 %
+        low, high = float(rows[y].min()), float(rows[y].max())
+        pad = max(0.1 * (high - low), 0.005)
+        fig.update_yaxes(range=[max(0.0, low - pad), min(1.0, high + pad)])
     return fig
 
 def _highlight(rows: pd.DataFrame, x: str, y: str, selected: str | None) -> dict:
@@ -241,14 +276,18 @@ def _highlight(rows: pd.DataFrame, x: str, y: str, selected: str | None) -> dict
         marker=dict(symbol="circle-open", size=22, color=HIGHLIGHT_COLOR, line=dict(width=2.5)),
     )
 
-def _layout(fig: go.Figure, x: str, y: str, *, shown: int, total: int, color: str | None) -> None:
+def _layout(fig: go.Figure, x: str, y: str, *, shown: int, total: int, color: str | None,
+            titles: Mapping[str, str] | None = None, models: Sequence[str] = ()) -> None:
+    titles = dict(titles or {})
     title = f"Accuracy vs latency: {shown} variant{'s' if shown != 1 else ''}"
+    if models:  # the title names the model(s) the points belong to
+        title = f"{', '.join(models)} — accuracy vs latency: {shown} variant{'s' if shown != 1 else ''}"
     if shown < total:
         title += f" ({total - shown} without {x} or {y} not shown)"
     fig.update_layout(
         title=title,
-        xaxis_title=AXIS_TITLES.get(x, x) + (" — lower is better" if x in LOWER_IS_BETTER else ""),
-        yaxis_title=AXIS_TITLES.get(y, y),
+        xaxis_title=titles.get(x, AXIS_TITLES.get(x, x)) + (" — lower is better" if x in LOWER_IS_BETTER else ""),
+        yaxis_title=titles.get(y, AXIS_TITLES.get(y, y)),
         yaxis_tickformat=".2%" if y in FRACTION_COLUMNS else None,
         legend_title_text=color or "",
         template="plotly_white",

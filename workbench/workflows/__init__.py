@@ -1,7 +1,8 @@
 """Workflows: the loops that make, evaluate and benchmark (sweep, quantize, build, evaluate,
-bench, doctor) and the JSON the command line prints. Nothing below this layer orchestrates.
-Long loops run in process or, given a Dask client or scheduler address, on a cluster (jobs,
-cluster, sweep_jobs, doctor_jobs)."""
+bench, doctor, plan runs with their gates; serving with Triton: export, serve, perf) and the JSON the command line prints.
+Long loops run in process or, given a Dask client or scheduler address, on a cluster (jobs, cluster,
+sweep_jobs, doctor_jobs).
+Nothing below this layer orchestrates."""
 
 from __future__ import annotations
 
@@ -33,6 +34,26 @@ _EXPORTS = {
     "ClusterError": "workbench.workflows.jobs",
     "JobError": "workbench.workflows.jobs",
     "evaluation_runner": "workbench.workflows.doctor_jobs",
+    "load_plan": "workbench.workflows.plan",
+    "validate_plan": "workbench.workflows.plan",
+    "plan_from_data": "workbench.workflows.plan",
+    "PlanError": "workbench.workflows.plan_schema",
+    "PLAN_SCHEMA": "workbench.workflows.plan_schema",
+    "run_plan": "workbench.workflows.run",
+    "RunResult": "workbench.workflows.run",
+    "plan_from_row": "workbench.workflows.plan_save",
+    "plan_from_doctor": "workbench.workflows.plan_save",
+    "save_plan": "workbench.workflows.plan_save",
+    "check_gates": "workbench.workflows.gates",
+    "junit_xml": "workbench.workflows.gates",
+    "export_triton": "workbench.workflows.triton.export",
+    "serve_triton": "workbench.workflows.triton.serve",
+    "TritonServer": "workbench.workflows.triton.serve",
+    "docker_command": "workbench.workflows.triton.serve",
+    "find_runtime": "workbench.workflows.triton.serve",
+    "TritonEngine": "workbench.workflows.triton.perf",
+    "triton_perf": "workbench.workflows.triton.perf",
+    "perf_rows": "workbench.workflows.triton.perf",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

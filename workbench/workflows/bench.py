@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from workbench.backends.tensorrt.runtime import load_engine
-from workbench.datasets.arrays import load_npz, take_batch
+from workbench.datasets.arrays import load_data
 
 
 def bench_engine(
@@ -20,8 +20,8 @@ def bench_engine(
 
     Args:
         engine_path: The engine file.
-        data: An ``.npz`` with one array per engine input (default: random inputs at the
-            profile's opt shapes).
+        data: An ``.npz`` with one array per engine input, samples along its ``__spec__`` sample
+            axes (default: random inputs at the profile's opt shapes).
         batch: Samples per inference (first ``batch`` samples of the data, or the random batch).
         iterations, warmup, duration_s, cuda_graph: As :meth:`TensorRTEngine.benchmark`.
 
@@ -30,10 +30,8 @@ def bench_engine(
     """
     engine = load_engine(engine_path)
     if data is not None:
-
-        inputs, _labels = load_npz(data, engine.input_names)
-        if batch is not None:
-            inputs = take_batch(inputs, batch)
+        loaded = load_data(data, engine.input_names)  # batched along its __spec__ sample axes
+        inputs = loaded.take(batch) if batch is not None else loaded.inputs
     else:
         inputs = engine.synthetic_inputs(batch=batch)
     result = engine.benchmark(inputs, iterations=iterations, warmup=warmup, duration_s=duration_s, cuda_graph=cuda_graph)

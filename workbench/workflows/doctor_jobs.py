@@ -14,8 +14,6 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
-
 from workbench.doctor.fix import Config, Evaluator
 from workbench.workflows.jobs import FileRef, Job, JobError, arrays_ref, load_arrays
 
@@ -33,7 +31,7 @@ def evaluate_config(spec: Evaluator, model: str, calib: str, evaluation: str, co
         :meth:`Evaluator.evaluate_here`'s dict.
     """
     data = load_arrays(evaluation)
-    labels = data.pop("labels")
+    labels = data.pop("labels", None)  # reference metrics need none
     evaluator = dataclasses.replace(spec, model_path=Path(model), calib=load_arrays(calib), inputs=data,
                                     labels=labels)
     return evaluator.evaluate_here(config)
@@ -57,7 +55,7 @@ def evaluation_runner(runner) -> Callable[[Evaluator, Sequence[Config]], list[di
         runner: A :mod:`workbench.workflows.jobs` runner (a cluster's, usually).
 
     Returns:
-        ``run(evaluator, configs) -> [{"top1", "seconds", "path", "worker"}]``.
+        ``run(evaluator, configs) -> [{"value", "seconds", "path", "worker"}]``.
 
     Raises:
         JobError: (from ``run``) an evaluation failed where it ran; the doctor cannot go on
@@ -69,11 +67,12 @@ def evaluation_runner(runner) -> Callable[[Evaluator, Sequence[Config]], list[di
         if id(evaluator) not in files:  # written once per examination
             files[id(evaluator)] = (FileRef.for_model(evaluator.model_path),
                                     arrays_ref(evaluator.calib, name="calibration"),
-                                    arrays_ref(evaluator.inputs, np.asarray(evaluator.labels), name="evaluation"),
+                                    arrays_ref(evaluator.inputs, evaluator.labels, name="evaluation"),
                                     evaluator)
         model, calib, evaluation, _ = files[id(evaluator)]
-        spec = dataclasses.replace(evaluator, calib={}, inputs={}, labels=np.empty(0, np.int64), runner=None, log=[],
-                                   _cache={}, _variants={})
+        # the arrays travel as files; progress and report are this process's displays
+        spec = dataclasses.replace(evaluator, calib={}, inputs={}, labels=None, runner=None, log=[],
+                                   _cache={}, _variants={}, progress=None, report=None)
         jobs = [Job(evaluate_config, {"spec": spec, "model": model, "calib": calib, "evaluation": evaluation,
                                       "config": config}, "accuracy", _label(config)) for config in configs]
         results = runner.run(jobs)

@@ -1,15 +1,10 @@
-"""workbench evaluate: accuracy of a model against labels and a reference, as the CLI's JSON."""
+"""workbench evaluate: a model's metric against labels or a reference, as the CLI's JSON."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.analysis.accuracy import (
-    DEFAULT_ATOL,
-    DEFAULT_RTOL,
-    EvaluationError,
-    evaluate,
-)
+from workbench.analysis.accuracy import EvaluationError, evaluate
 
 
 def evaluate_command(
@@ -20,10 +15,14 @@ def evaluate_command(
     batch_size: int = 64,
     backend: str = "onnxruntime",
     limit: int | None = None,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
+    atol: float | None = None,
+    rtol: float | None = None,
+    metric: str | None = None,
+    target: float | None = None,
+    target_drop: float | None = None,
+    progress=None,
 ) -> dict:
-    """``workbench evaluate MODEL --data DATA.npz [--reference FP32.onnx] --json``.
+    """``workbench evaluate MODEL --data DATA.npz [--reference FP32.onnx] [--metric NAME] --json``.
 
     Args:
         model: Path of the model (variant) to evaluate.
@@ -32,18 +31,28 @@ def evaluate_command(
         batch_size: Samples per inference.
         backend: Backend name.
         limit: Evaluate only the first ``limit`` samples.
-        atol, rtol: Tolerances of the per-output ``passed`` verdict.
+        atol, rtol: Elementwise tolerances; giving either makes ``passed`` Polygraphy's
+            elementwise verdict (every output within them) instead of the metric's.
+        metric: ``top1``, ``agreement``, ``cosine``, ``sqnr``, ``psnr`` or
+            ``python:module:function``; None: top1 with labels, else agreement (sqnr for outputs
+            that are not class scores).
+        target: The minimum metric value that passes, in the metric's unit.
+        target_drop: The allowed drop from the reference's value, in the metric's unit.
+        progress: See :mod:`workbench.progress` (the CLI passes ``"log"``).
 
     Returns:
         :meth:`EvaluationResult.to_dict`: strict-JSON values; ``top1``/``top5`` when the data
-        has labels, ``outputs`` per output name when a reference is given.
+        has labels, ``outputs`` per output name when a reference is given, ``metric``,
+        ``metric_value``, ``metric_unit`` and the ``passed`` verdict with what it is based on
+        (``verdict``).
 
     Raises:
-        InputDataError, EvaluationError, ModelLoadError: Bad input (exit code 2 in the CLI).
+        InputDataError, EvaluationError, MetricError, ModelLoadError: Bad input (exit code 2 in
+            the CLI).
     """
     for label, path in (("model", model), ("reference", reference)):
         if path is not None and not Path(path).expanduser().is_file():
             raise EvaluationError(f"{path}: no such {label} file. Give the path of an .onnx file.")
-    result = evaluate(model, data, reference, backend=backend, batch_size=batch_size,
-                      limit=limit, atol=atol, rtol=rtol)
+    result = evaluate(model, data, reference, backend=backend, batch_size=batch_size, limit=limit, atol=atol,
+                      rtol=rtol, metric=metric, target=target, target_drop=target_drop, progress=progress)
     return result.to_dict()

@@ -29,7 +29,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from workbench.analysis.accuracy import evaluate, top1_accuracy
+from workbench.analysis.accuracy import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    evaluate,
+    top1_accuracy,
+)
 from workbench.backends import get_backend, tensorrt_status
 from workbench.datasets.arrays import load_labelled
 from workbench.errors import WorkbenchError
@@ -104,6 +109,9 @@ def measure_variant(
     threads: int | None = None,
     rounds: int = 1,
     parts: Sequence[str] = ("accuracy", "latency"),
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    metric=None,
 ) -> dict:
     """Evaluate and benchmark one variant on one backend; return its results row.
 
@@ -123,16 +131,21 @@ def measure_variant(
             median (on a shared machine other work only ever adds time).
         parts: ``"accuracy"`` and/or ``"latency"``: what to measure (a cluster runs them as
             separate jobs; the row of one part has no figures of the other).
+        atol, rtol: Tolerances of the outputs' Polygraphy verdict (``outputs[...]["passed"]``).
+        metric: The :mod:`~workbench.analysis.metrics` metric of the row's ``metric``,
+            ``metric_value`` and ``metric_unit`` columns (None: top1 with labels, else agreement).
 
     Returns:
         A :func:`~workbench.tables.results.make_row` row with extra columns ``accuracy_on``,
-        ``latency_on``, ``tool``, ``calibration_samples``, ``latency`` and ``notes``.
+        ``latency_on``, ``tool``, ``calibration_samples``, ``latency``, ``notes``,
+        ``tolerance`` (the atol/rtol of the verdicts) and ``evaluation_data`` (the data's path,
+        when it is a file).
     """
     accuracy_path, latency_path, options = _where_it_runs(variant, backend, threads)
     evaluation, latency, first = None, {}, None
     if "accuracy" in parts:
         evaluation = evaluate(accuracy_path, eval_data, reference=reference, backend=backend,
-                              backend_options=options or None)
+                              backend_options=options or None, atol=atol, rtol=rtol, metric=metric)
     if "latency" in parts:
         engine = get_backend(backend).build(latency_path, options or None)
         latency, first = _benchmark(engine, inputs, batch_sizes, iterations=iterations, warmup=warmup, rounds=rounds)
@@ -157,6 +170,8 @@ def measure_variant(
         calibration_samples=calib.get("num_samples") if variant.recipe.needs_calibration else None,
         latency=latency,
         notes=_emulation_note(variant, accuracy_path, latency_path),
+        tolerance={"atol": float(atol), "rtol": float(rtol)},
+        evaluation_data=str(Path(eval_data).expanduser().resolve()) if isinstance(eval_data, (str, Path)) else None,
     )
 
 
@@ -243,6 +258,7 @@ def measure_variants(
     workspace=None,
     progress: bool = True,
     client=None,
+    metric=None,
 ) -> list[dict]:
     """Make, evaluate and benchmark every recipe's variant of ``model``: one results row each.
 
@@ -269,6 +285,9 @@ def measure_variants(
         progress: Show a progress bar over the grid (with a cluster, also the Dask dashboard's link).
         client: None to run here; a ``dask.distributed.Client`` or scheduler address to run there
             (:mod:`~workbench.workflows.sweep_jobs`: rows of failed jobs have ``error``, not in ``table``).
+        metric: The metric of every row's ``metric``/``metric_value``/``metric_unit`` columns
+            (``top1``, ``agreement``, ``cosine``, ``sqnr``, ``psnr``, ``python:module:function``;
+            None: top1 with labels, else agreement).
 
     Returns:
         The rows, in recipe order then backend order; each has an ``id`` when it is in ``table``.
@@ -286,7 +305,8 @@ def measure_variants(
     loaded = load_model(model_path)
     inputs = _eval_inputs(eval_data, [i["name"] for i in loaded.summary.inputs])
     measured = _measured_rows(table, batch_sizes) if table is not None and not remeasure else {}
-    bench = dict(batch_sizes=batch_sizes, iterations=iterations, warmup=warmup, threads=threads, rounds=rounds)
+    bench = dict(batch_sizes=batch_sizes, iterations=iterations, warmup=warmup, threads=threads, rounds=rounds,
+                 metric=metric)
     if client is not None:
         return _measure_on(client, model_path, name, recipes, calib, eval_data, backends=backends,
                            settings={**bench, "workspace": workspace}, table=table, progress=progress)
@@ -431,6 +451,8 @@ def rows_frame(rows: Sequence[Mapping[str, Any]], batch_sizes: Sequence[int] | N
             "top1": row.get("top1"),
             "top1_agreement": row.get("top1_agreement"),
             "min_sqnr_db": row.get("min_sqnr_db"),
+            "metric": row.get("metric"),
+            "metric_value": row.get("metric_value"),
         }
         for size in batch_sizes:
             entry[f"median_ms@b{size}"] = ((row.get("latency") or {}).get(str(size)) or {}).get("median_ms")
@@ -516,7 +538,7 @@ def op_changes(model, variants):
     return frame[frame.nunique(axis=1) > 1].sort_index()
 
 
-def accuracy_table(variants, eval_data, reference, *, progress: bool = False):
+def accuracy_table(variants, eval_data, reference, *, progress: bool = False, metric=None):
     """Evaluate each variant on labelled data against the FP32 reference, on ORT CPU.
 
     Each variant runs as :func:`measure_variant` runs it: ``variant.ort_path`` (the variant or
@@ -527,17 +549,21 @@ def accuracy_table(variants, eval_data, reference, *, progress: bool = False):
         eval_data: An ``.npz`` with the model inputs and ``labels`` (or ``(inputs, labels)``).
         reference: The FP32 model (path) to compare outputs with.
         progress: Show a progress bar per evaluation.
+        metric: The metric of the ``metric``/``metric_value``/``metric_unit``/``passed``
+            columns (None: top1 with labels, else agreement).
 
     Returns:
         A DataFrame: top-1, top-5, top-1 agreement with the reference, worst cosine similarity,
-        lowest SQNR (dB), max abs error, and what ran (variant or emulation).
+        lowest SQNR (dB), max abs error, the metric, its value and unit, whether it passed its
+        default target, and what ran (variant or emulation).
     """
     import pandas as pd
 
     rows = []
     for label, variant in _variants_dict(variants).items():
         result = evaluate(variant.ort_path, eval_data, reference=reference,
-                          backend_options=variant.ort_session_options or None, progress=progress)
+                          backend_options=variant.ort_session_options or None, progress=progress, metric=metric)
+        scored = result.metric
         rows.append({
             "variant": label,
             "top1": result.top1,
@@ -546,6 +572,10 @@ def accuracy_table(variants, eval_data, reference, *, progress: bool = False):
             "min_cosine": result.min_cosine,
             "min_sqnr_db": result.min_sqnr_db,
             "max_abs_error": max((o.max_abs_error for o in result.outputs.values()), default=None),
+            "metric": None if scored is None else scored.name,
+            "metric_value": None if scored is None else scored.value,
+            "metric_unit": None if scored is None else scored.unit,
+            "passed": result.passed,
             "ran": variant.accuracy_on,
         })
     return pd.DataFrame(rows)

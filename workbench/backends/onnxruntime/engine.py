@@ -46,6 +46,7 @@ from workbench.backends.onnxruntime.session import (
     ort_session,
     session_options,
 )
+from workbench.errors import WorkbenchError
 from workbench.model.names import ensure_node_names, names_need_fixing
 from workbench.tables.engine_table import make_layer_table
 
@@ -147,6 +148,10 @@ def _check_providers(providers: Sequence) -> None:
             )
 
 
+class ModelRunError(WorkbenchError, RuntimeError):
+    """ONNX Runtime refused to run a model on the inputs given; the message names them and the reason."""
+
+
 class OnnxRuntimeBackend(Backend):
     """Builds ONNX models into :class:`OnnxRuntimeEngine` sessions."""
 
@@ -223,7 +228,8 @@ class OnnxRuntimeEngine(Engine):
         for name in self.input_names:
             if name not in inputs:
                 raise KeyError(f"missing input {name!r}; model inputs: {self.input_names}")
-            feed[name] = np.ascontiguousarray(inputs[name], dtype=self._input_dtypes[name])
+            # asarray(order="C"), not ascontiguousarray: that makes a scalar (a sample rate) 1-D
+            feed[name] = np.asarray(inputs[name], dtype=self._input_dtypes[name], order="C")
         return feed
 
     def run(self, inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -244,6 +250,7 @@ class OnnxRuntimeEngine(Engine):
         iterations: int = 100,
         warmup: int = 10,
         duration_s: float | None = None,
+        batch_size: int | None = None,
     ) -> BenchmarkResult:
         """Time repeated inferences on the same inputs.
 
@@ -257,6 +264,9 @@ class OnnxRuntimeEngine(Engine):
             duration_s: If set, keep running until this many seconds (wall clock) have passed
                 since the first timed run started *and* at least ``iterations`` runs were timed:
                 both are minimums, as ``--duration``/``--iterations`` are in trtexec.
+            batch_size: Samples per run, for the throughput (the caller knows the inputs' sample
+                axes, see :mod:`workbench.datasets.arrays`); None takes the first input's
+                leading dim (1 for a scalar).
 
         Returns:
             The latency summary; ``settings`` records providers, threads, optimization level,
@@ -264,6 +274,7 @@ class OnnxRuntimeEngine(Engine):
         """
         feed = self.feed(inputs)
         run, names = self.session.run, self.output_names
+        self.checked_run(feed)  # a model that fails on these inputs is refused in one line, not timed
         for _ in range(max(0, int(warmup))):
             run(names, feed)
         if duration_s is None:
@@ -274,9 +285,36 @@ class OnnxRuntimeEngine(Engine):
             np.asarray(latencies) * 1000.0,
             backend=SOURCE,
             warmup=max(0, int(warmup)),
-            batch_size=_batch_size(feed[self.input_names[0]]) if self.input_names else 1,
+            batch_size=int(batch_size) if batch_size is not None else (
+                _batch_size(feed[self.input_names[0]]) if self.input_names else 1),
             settings=self._settings(iterations=int(iterations), duration_s=duration_s),
         )
+
+    def checked_run(self, feed: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """One run of a ready feed that turns ONNX Runtime's failure into a one-line :class:`ModelRunError`.
+
+        Args:
+            feed: Input name -> array, as :meth:`feed` builds it.
+
+        Returns:
+            The outputs, in ``output_names`` order.
+
+        Raises:
+            ModelRunError: ONNX Runtime refused to run the model on these inputs (a value or a
+                shape the model's own checks reject, e.g. a sample rate it does not support).
+        """
+        try:
+            return self.session.run(self.output_names, feed)
+        except Exception as err:  # ORT's pybind errors (Fail, InvalidArgument, ...) share no base class
+            if isinstance(err, (KeyboardInterrupt, MemoryError)):
+                raise
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            message = message.split("Status Message: ")[-1].split("] : ")[-1][:300]
+            shapes = ", ".join(f"{n} {list(a.shape)}" for n, a in feed.items())
+            raise ModelRunError(
+                f"ONNX Runtime could not run the model on these inputs ({shapes}): {message}. Random "
+                "inputs can hold values a model refuses (a sample rate, token ids): give real data (--data)."
+            ) from err
 
     def _settings(self, **extra) -> dict:
         """Describe how this engine runs, for benchmark results and table attrs."""
@@ -346,7 +384,9 @@ class OnnxRuntimeEngine(Engine):
         """
         if iterations < 1:
             raise ValueError("iterations must be >= 1")
-        events = self._profile_events(self.feed(inputs), int(iterations), max(0, int(warmup)))
+        feed = self.feed(inputs)
+        self.checked_run(feed)
+        events = self._profile_events(feed, int(iterations), max(0, int(warmup)))
         return join_profile(self.layers(), events, int(iterations))
 
     def _profile_events(self, feed: dict, iterations: int, warmup: int) -> list[dict]:
@@ -407,9 +447,15 @@ def _load_model(model) -> tuple[onnx.ModelProto, Any, dict[str, str]]:
     """Resolve ``model`` into (original ModelProto, what ORT should load, renamed nodes).
 
     ORT loads a path itself when no node needs a name, so external weights resolve next to it.
+    A normalized ``LoadedModel`` brings the names its loader gave (``renamed_nodes``).
     """
     if not isinstance(model, (str, os.PathLike, onnx.ModelProto)):
-        model = _unwrap(model)
+        loader_renamed = dict(getattr(model, "renamed_nodes", None) or {})
+        unwrapped = _unwrap(model)
+        if isinstance(unwrapped, onnx.ModelProto) and loader_renamed:
+            proto, source, renamed = _load_model(unwrapped)
+            return proto, source, {**loader_renamed, **renamed}
+        model = unwrapped
     if isinstance(model, (str, os.PathLike)):
         path = str(Path(model))
         proto = onnx.load(path, load_external_data=False)
@@ -429,9 +475,13 @@ def _load_model(model) -> tuple[onnx.ModelProto, Any, dict[str, str]]:
 
 
 def _unwrap(model):
-    """The path (if it is a file) or ModelProto a model wrapper (``LoadedModel``) carries."""
+    """The path (if it is a file) or ModelProto a model wrapper (``LoadedModel``) carries.
+
+    A model the loader normalized runs as normalized (its ``proto``), so the layer table's node
+    names, folded weights and inputs are those of the model the user inspected.
+    """
     path = getattr(model, "path", None)
-    if path is not None and Path(path).is_file():
+    if path is not None and Path(path).is_file() and not getattr(model, "normalized", False):
         return path
     for attr in ("proto", "model"):
         if isinstance(getattr(model, attr, None), onnx.ModelProto):

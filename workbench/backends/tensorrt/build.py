@@ -60,6 +60,11 @@ from workbench.backends.tensorrt.log import (
     parser_error_info,
     trt_logger,
 )
+from workbench.backends.tensorrt.onnx_ops import (
+    describe_unsupported,
+    opset_warning,
+    unsupported_ops,
+)
 from workbench.backends.tensorrt.progress import (
     BuildProgress,
     make_progress_monitor,
@@ -72,7 +77,8 @@ from workbench.backends.tensorrt.recipe import (
 )
 from workbench.backends.tensorrt.shapes import (
     ShapeRange,
-    choose_profile,
+    choose_profile,  # noqa: F401 - re-exported: the build face's profile function
+    plan_profile,
     polygraphy_profile,
     profile_to_dict,
 )
@@ -144,7 +150,12 @@ class BuildPlan:
         profile: Min/opt/max per dynamic input.
         inputs, outputs: ``{"name", "dtype", "shape"}`` per model input/output.
         onnx_nodes: ``(name, op_type)`` per graph node, to name the nodes parser errors point at.
-        warnings: Things the user should know (e.g. model load warnings).
+        warnings: Things the user should know (model load warnings, dynamic dimensions pinned
+            to the data's size, the default batch, operators the parser cannot take).
+        unsupported_ops: Operators TensorRT's ONNX parser cannot take
+            (:func:`~workbench.backends.tensorrt.onnx_ops.unsupported_ops`); a build refuses
+            them before calling TensorRT.
+        dynamic_dims: How the profile sets each dynamic dimension (``DynamicDim.to_dict``).
     """
 
     model_path: Path
@@ -156,16 +167,33 @@ class BuildPlan:
     outputs: list[dict]
     onnx_nodes: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    unsupported_ops: list[dict] = field(default_factory=list)
+    dynamic_dims: list[dict] = field(default_factory=list)
 
-    def trtexec_command(self, location: "EngineLocation | None" = None, *, timing_cache=None) -> list[str]:
-        """The equivalent trtexec command. With a location it saves ``trtexec.plan`` and exports
-        ``trtexec.layers.json``, ``trtexec.profile.json``, ``trtexec.times.json`` beside the
-        workbench's engine (not over it), to compare the two builds."""
+    def trtexec_command(self, location: "EngineLocation | None" = None, *, timing_cache: Any = "default") -> list[str]:
+        """The equivalent trtexec command; it always saves the engine, and uses a timing cache
+        when the recipe does.
+
+        Args:
+            location: The workbench's engine folder: trtexec then saves ``trtexec.plan`` and
+                exports ``trtexec.layers.json``, ``trtexec.profile.json``, ``trtexec.times.json``
+                beside the workbench's engine (not over it), to compare the two builds. Without
+                it (a plan only) the engine is ``<model>.<sha256[:12]>.plan`` in trtexec's
+                working folder.
+            timing_cache: The timing cache file; ``"default"`` is ``trtexec-timing.cache`` in
+                trtexec's working folder when the recipe uses a timing cache; None omits it.
+
+        Returns:
+            argv.
+        """
+        if isinstance(timing_cache, str) and timing_cache == "default":
+            timing_cache = TRTEXEC_TIMING_CACHE if self.recipe.timing_cache else None
+        engine = location.folder / "trtexec.plan" if location else f"{self.model_name}.{self.model_sha256[:12]}.plan"
         return trtexec_command(
             self.model_path,
             self.recipe,
             self.profile,
-            engine_path=location.folder / "trtexec.plan" if location else None,
+            engine_path=engine,
             timing_cache=timing_cache,
             export_prefix=f"{location.folder / 'trtexec.'}" if location else None,
         )
@@ -183,7 +211,14 @@ class BuildPlan:
             "trtexec_command": argv,
             "trtexec_command_line": shlex.join(argv),
             "warnings": list(self.warnings),
+            "unsupported_ops": [dict(e) for e in self.unsupported_ops],
+            "dynamic_dims": [dict(d) for d in self.dynamic_dims],
         }
+
+
+# The plan-only trtexec line's timing cache, relative to where trtexec runs (the workspace's
+# cache is per platform, which a plan made without a GPU does not know).
+TRTEXEC_TIMING_CACHE = "trtexec-timing.cache"
 
 
 def plan_build(
@@ -192,15 +227,20 @@ def plan_build(
     *,
     batch: int | None = None,
     inputs: Mapping[str, Any] | None = None,
+    sample_axes: Mapping[str, int | None] | None = None,
 ) -> BuildPlan:
-    """Decide a build: load and fingerprint the model, resolve the recipe, choose the profile.
+    """Decide a build: load and fingerprint the model, resolve the recipe, choose the profile,
+    list the operators TensorRT's ONNX parser cannot take.
 
     Args:
         model: Path to an ``.onnx`` file, or a :class:`workbench.model.LoadedModel` (its file
             is what gets built).
         recipe: Anything :func:`load_recipe` takes.
-        batch: The batch the engine will mostly run (the profile's opt).
-        inputs: Data the engine will run (arrays or shapes by input name), for the profile.
+        batch: The batch the engine will mostly run (the profile's opt; default 1).
+        inputs: Data the engine will run (arrays or shapes by input name, any number of
+            samples): it sets the sizes of dynamic non-batch dimensions (with a warning).
+        sample_axes: The data description: input -> the axis its samples run along, or None
+            for an input fed as it is (default axis 0).
 
     Returns:
         The plan.
@@ -216,25 +256,56 @@ def plan_build(
         raise BuildRecipeError("the model has no file on disk; save it (workbench.workspace) and build the file")
     recipe = load_recipe(recipe)
     data_shapes = {k: tuple(getattr(v, "shape", v)) for k, v in (inputs or {}).items()}
-    profile = choose_profile(
-        loaded.summary.inputs,
-        data_shapes=data_shapes,
-        batch=batch,
-        max_batch=recipe.max_batch,
-        overrides=recipe.shapes,
-    )
+    unsupported = unsupported_ops(loaded.proto)
+    try:
+        profile = plan_profile(
+            loaded.summary.inputs,
+            data_shapes=data_shapes,
+            sample_axes=sample_axes,
+            batch=batch,
+            max_batch=recipe.max_batch,
+            overrides=recipe.shapes,
+        )
+    except BuildRecipeError as err:
+        if not unsupported:
+            raise
+        raise BuildRecipeError(f"{err}; besides, TensorRT's ONNX parser cannot take "
+                               f"{describe_unsupported(unsupported)}") from err
+    warnings = list(getattr(loaded, "warnings", []) or []) + profile.warnings
+    if unsupported:
+        warnings.append(f"TensorRT's ONNX parser cannot take: {describe_unsupported(unsupported)}")
+    opset = opset_warning(loaded.proto)
+    if opset:
+        warnings.append(opset)
     path = Path(loaded.path).resolve()
     return BuildPlan(
         model_path=path,
         model_name=path.stem,
         model_sha256=model_sha256(path),
         recipe=recipe,
-        profile=profile,
+        profile=profile.profile,
         inputs=[dict(t) for t in loaded.summary.inputs],
         outputs=[dict(t) for t in loaded.summary.outputs],
         onnx_nodes=[(n.name, n.op_type) for n in loaded.proto.graph.node],
-        warnings=list(getattr(loaded, "warnings", []) or []),
+        warnings=warnings,
+        unsupported_ops=unsupported,
+        dynamic_dims=[d.to_dict() for d in profile.dims],
     )
+
+
+def check_buildable(plan: BuildPlan) -> None:
+    """Refuse, before TensorRT is called, a plan whose model has operators its parser cannot take.
+
+    Raises:
+        TensorRTBuildError: Naming each operator, how many nodes, the first node names and why.
+    """
+    if plan.unsupported_ops:
+        nodes = ", ".join(n for e in plan.unsupported_ops for n in e["nodes"][:2])
+        raise TensorRTBuildError(
+            f"{plan.model_path.name}: TensorRT's ONNX parser cannot take {describe_unsupported(plan.unsupported_ops)} "
+            f"(nodes {nodes}); make a variant without them (static INT8 as Q/DQ: workbench quantize "
+            "--precision int8 --calib DATA) or register a TensorRT plugin for them"
+        )
 
 
 def engine_metadata(
@@ -382,10 +453,11 @@ def build_engine(
         EngineIncompatible: A cached entry's metadata names another platform (corrupt cache).
     """
 
+    plan = model if isinstance(model, BuildPlan) else plan_build(model, recipe, batch=batch, inputs=inputs)
+    check_buildable(plan)
     problem = tensorrt_status()
     if problem:
         raise BackendUnavailable(problem)
-    plan = model if isinstance(model, BuildPlan) else plan_build(model, recipe, batch=batch, inputs=inputs)
     platform = current_platform()
     key = cache_key(plan.model_sha256, plan.recipe, plan.profile, platform)
     location = EngineLocation(engine_dir(engines_root(root), plan.model_name, key))

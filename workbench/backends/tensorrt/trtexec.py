@@ -17,12 +17,55 @@ def format_dims(dims: Sequence[int]) -> str:
     return "x".join(str(int(d)) for d in dims)
 
 def format_shapes_spec(shapes: Mapping[str, Sequence[int]]) -> str:
-    """trtexec's ``name:dims,name:dims`` shape spec; names with ``:`` are single-quoted."""
+    """trtexec's ``name:dims,name:dims`` shape spec; names with ``:`` or ``,`` are single-quoted."""
     parts = []
     for name, dims in shapes.items():
-        label = f"'{name}'" if ":" in name else name
+        label = f"'{name}'" if ":" in name or "," in name else name
         parts.append(f"{label}:{format_dims(dims)}")
     return ",".join(parts)
+
+def parse_shapes_spec(text: str) -> dict[str, tuple[int, ...]]:
+    """Read trtexec's ``name:dims,name:dims`` shape spec back (the inverse of :func:`format_shapes_spec`).
+
+    Args:
+        text: E.g. ``"x:1x3x32x320,'a:b':2x1x128"``; a name holding ``:`` or ``,`` is single-quoted;
+            ``name:`` (no dims) is a scalar.
+
+    Returns:
+        Input name -> dims, in the order given.
+
+    Raises:
+        ValueError: A part without ``name:``, a dim that is not a whole number of at least 1,
+            or a name given twice; the message quotes the part.
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    rest = text.strip()
+    while rest:
+        if rest.startswith("'"):
+            end = rest.find("'", 1)
+            if end < 0 or rest[end + 1:end + 2] != ":":
+                raise ValueError(f"shape spec {text!r}: a quoted name needs a closing quote and ':' after it")
+            name, rest = rest[1:end], rest[end + 2:]
+        else:
+            name, colon, rest = rest.partition(":")
+            if not colon or not name.strip() or "," in name:
+                raise ValueError(f"shape spec {text!r}: expected name:dims such as x:1x3x224x224, got {name!r}")
+            name = name.strip()
+        dims_text, _, rest = rest.partition(",")
+        try:
+            dims = tuple(int(d) for d in dims_text.strip().split("x")) if dims_text.strip() else ()
+        except ValueError:
+            raise ValueError(f"shape spec {text!r}: dims of {name!r} must be whole numbers joined by 'x', "
+                             f"got {dims_text!r}") from None
+        if any(d < 1 for d in dims):
+            raise ValueError(f"shape spec {text!r}: every dim of {name!r} must be at least 1, got {dims_text!r}")
+        if name in shapes:
+            raise ValueError(f"shape spec {text!r}: {name!r} is given twice")
+        shapes[name] = dims
+        rest = rest.strip()
+    if not shapes:
+        raise ValueError("empty shape spec; give name:dims such as x:1x3x224x224")
+    return shapes
 
 def format_mib(value: float) -> str:
     """MiB for ``--memPoolSize`` without a unit suffix (trtexec's default unit is MiB in every

@@ -1,0 +1,271 @@
+"""The README's measured figures, made from the committed results in ``bench/results/*.json``.
+
+Every measured number in README.md sits between ``<!-- bench:NAME -->`` and
+``<!-- /bench:NAME -->`` markers; this script makes each block from the result file(s) the
+bench scripts wrote, with the machine they ran on. ``tests/test_readme_figures.py`` checks
+that README.md holds exactly these blocks, so the README always shows the last measurement.
+
+    python bench/readme_tables.py            # print every block
+    python bench/readme_tables.py --write    # put them into README.md (after `make bench`)
+    python bench/readme_tables.py --check    # exit 1 when README.md differs
+
+Blocks and their files: ``measured`` (load_model.json, overhead.json),
+``calibration`` (calibration.json), ``variants`` (variants.json), ``doctor`` (doctor.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from workbench.workspace import write_atomic  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+README = BENCH.parent / "README.md"
+GOALS = {"minmax": 1.5, "entropy": 3.0, "percentile": 3.0, "distribution": 3.0}  # bench_cnn, x plain FP32
+
+
+class ResultsMissing(RuntimeError):
+    """A result file a README block needs is not there (run its bench script)."""
+
+
+def load(name: str, results: Path = RESULTS) -> dict:
+    """One result file, e.g. ``load("variants")`` for ``bench/results/variants.json``.
+
+    Raises:
+        ResultsMissing: The file is missing; the message names the script that writes it.
+    """
+    path = results / f"{name}.json"
+    if not path.is_file():
+        raise ResultsMissing(f"{path} is missing: run python bench/bench_{name}.py (or make bench)")
+    return json.loads(path.read_text())
+
+
+def machine_line(name: str, data: dict) -> str:
+    """Where and when a result file was measured, as one italic line naming the file."""
+    m = data["machine"]
+    return (f"_`bench/results/{name}.json`: measured {m['date']} on {m['cpu']}, {m['cores']} cores (shared), "
+            f"Python {m['python']}, ONNX Runtime {m['onnxruntime']}._")
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+# --------------------------------------------------------------------------------------------
+# The blocks
+
+
+def measured_block(results: Path = RESULTS) -> str:
+    """The "Measured here" table: load_model on large graphs, the benchmark's overhead."""
+    load_model, overhead = load("load_model", results), load("overhead", results)
+    rows = []
+    for r in load_model["results"]:
+        rows.append([f"`load_model` + summary, {r['nodes']:,}-node encoder stack ({r['file_mb']:.0f} MB)",
+                     f"{r['load_and_summary_s']['median']:.2f} s",
+                     f"`bench/bench_load_model.py --blocks {r['blocks']}`"])
+    ratios = {r["batch"]: r["ratio"] for r in overhead["results"]}
+    rows.append(["`Engine.benchmark` median vs a bare `session.run` loop, same session and inputs (goal: within 3 %)",
+                 ", ".join(f"{ratio:.3f} at batch {batch}" for batch, ratio in ratios.items()),
+                 "`bench/bench_overhead.py`"])
+    table = markdown_table(["what", "figure", "script"], rows)
+    return table + "\n\n" + "<br>\n".join(machine_line(name, data) for name, data in
+                                           (("load_model", load_model), ("overhead", overhead)))
+
+
+def doctor_totals(data: dict) -> str:
+    """The doctor against one-node-at-a-time: evaluations and wall time to a fix, all cases."""
+    runs = {run["eval_repeat"]: run for run in data["runs"]}
+    small, large = runs[min(runs)], runs[max(runs)]
+    t = small["totals"]
+    rows = [[f"full evaluations to a fix, {t['cases']} cases (teaching models, digits_transformer, corrupted "
+             f"calibration), {small['eval_samples']} evaluation samples",
+             f"{t['doctor_evaluations']} vs {t['one_at_a_time_evaluations']}",
+             f"{t['doctor_targets_met']}/{t['cases']}"],
+            [f"wall time, {small['eval_samples']} evaluation samples (the doctor's fixed analysis dominates)",
+             f"{t['doctor_seconds']:.1f} s vs {t['one_at_a_time_seconds']:.1f} s", ""]]
+    if large is not small:
+        big = large["totals"]
+        rows.append([f"wall time, {large['eval_samples']:,} evaluation samples (each evaluation costs "
+                     f"{large['eval_repeat']}x more)",
+                     f"{big['doctor_seconds']:.1f} s vs {big['one_at_a_time_seconds']:.1f} s",
+                     f"{big['doctor_targets_met']}/{big['cases']}"])
+    return markdown_table(["INT8 doctor vs excluding one node at a time", "doctor vs one at a time",
+                           f"doctor within {data['target_drop_pp']:g} pp"], rows)
+
+
+def calibration_block(results: Path = RESULTS) -> str:
+    """The calibration-speed table and the sentences made from it."""
+    data = load("calibration", results)
+    rows = sorted(data["rows"], key=lambda r: (r["model"] != "bench_cnn", r["model"]))
+    table = markdown_table(
+        ["model", "method", "plain FP32", "ONNX Runtime", "ratio", "workbench", "ratio"],
+        [[r["model"], r["method"], f"{r['plain_s']:.3f} s", _seconds(r["ort_s"]), _ratio(r["ort_over_plain"], 1),
+          f"{r['ours_s']:.3f} s", f"**{r['ours_over_plain']:.2f}x**" if r["model"] == "bench_cnn"
+          else f"{r['ours_over_plain']:.1f}x"] for r in rows])
+    checked = [r for r in rows if r["ranges_max_rel_diff"] is not None]
+    exact = [r for r in checked if r["exact_ranges_equal"]]
+    bench_cnn = [r for r in rows if r["model"] == "bench_cnn"]
+    missed = [f"{r['method']} {r['ours_over_plain']:.2f}x (goal {GOALS[r['method']]:g}x)" for r in bench_cnn
+              if r["ours_over_plain"] > GOALS[r["method"]]]
+    tiny = [r["ours_s"] for r in rows if r["model"] != "bench_cnn"]
+    lines = [
+        f"Ranges: equal to ONNX Runtime's to kernel rounding (largest relative difference "
+        f"{max(r['ranges_max_rel_diff'] for r in checked):.1e}); with `exact_calibration=True` bit-equal in "
+        f"{len(exact)} of {len(checked)} cases.",
+        "Goals on bench_cnn: " + ("all met." if not missed else "missed in this run: " + "; ".join(missed) + "."),
+        f"On the tiny sample models plain inference over 256 samples takes milliseconds, so building the "
+        f"calibration graph and session dominates and their ratios say little; in absolute terms calibration "
+        f"takes {1000 * min(tiny):.0f} to {1000 * max(tiny):.0f} ms there.",
+    ]
+    return table + "\n\n" + " ".join(lines) + "\n\n" + machine_line("calibration", data)
+
+
+def variants_block(results: Path = RESULTS) -> str:
+    """The table of every variant of the sample models, and their FP32 accuracy."""
+    data = load("variants", results)
+    rows = []
+    for r in data["rows"]:
+        latency = {str(size): value["median_ms"] for size, value in r["latency"].items()}
+        sqnr = r["min_sqnr_db"]
+        rows.append([r["model"], variant_label(r), f"{100 * r['top1']:.1f}%",
+                     "exact" if sqnr is None or sqnr == math.inf else f"{sqnr:.1f}",
+                     f"{latency['1']:.3f}", f"{latency['32']:.3f}", f"{r['size_bytes'] / 1024:.1f}", r["latency_on"]])
+    table = markdown_table(["model", "variant", "top-1", "min SQNR (dB)", "median ms, batch 1", "median ms, batch 32",
+                            "size (KB)", "measured on"], rows)
+    fp32 = [f"`{r['model']}` {100 * r['top1']:.2f} % top-1" for r in data["rows"] if r["precision"] == "fp32"]
+    return (table + "\n\nSample models (FP32, ONNX Runtime, 360 held-out digits): " + ", ".join(fp32) + ".\n\n"
+            + machine_line("variants", data))
+
+
+def variant_label(row: dict) -> str:
+    """``int8 entropy (2048 bins)``, ``int8 minmax, 32 samples``...: a variant named by its recipe."""
+    precision = row["precision"]
+    if precision != "int8":
+        return precision
+    recipe = row["recipe"]
+    label = f"int8 {recipe['method']}"
+    if recipe.get("num_bins"):
+        label += f" ({recipe['num_bins']} bins)"
+    elif recipe["method"] == "entropy":
+        label += " (ORT defaults)"
+    if row.get("calibration_samples") not in (None, 256):
+        label += f", {row['calibration_samples']} samples"
+    return label
+
+
+TEACHING_CASE = re.compile(r"^digits_cnn_(?P<layer>[a-z]+\d*)_c(?P<channel>\d+)_x(?P<factor>[\d.]+) \((?P<weights>[^)]+)\)$")
+
+
+def doctor_block(results: Path = RESULTS) -> str:
+    """The doctor on the teaching cases: naive INT8, what it keeps out, the fix, evaluations."""
+    data = load("doctor", results)
+    run = min(data["runs"], key=lambda r: r["eval_repeat"])
+    rows, fp32 = [], set()
+    for row in run["rows"]:
+        case = TEACHING_CASE.match(row["case"])
+        if case is None:
+            continue
+        d = row["doctor"]
+        fp32.add(round(100 * d["fp32"], 2))
+        rows.append([f"{case['layer']}, channel {case['channel']}, x{case['factor']}", case["weights"],
+                     f"{100 * d['naive']:.2f} %", ", ".join(short_node(n) for n in d["exclude"]) or "-",
+                     f"{100 * d['fixed']:.2f} %", str(d["evaluations"])])
+    table = markdown_table(["case", "weights", "naive INT8", "kept out of INT8", "fixed", "evaluations"], rows)
+    head = (f"The teaching cases (FP32 {', '.join(f'{v:.2f} %' for v in sorted(fp32))}, target drop "
+            f"{data['target_drop_pp']:g} points, {run['eval_samples']} evaluation samples):")
+    return (doctor_totals(data) + "\n\n" + head + "\n\n" + table + "\n\n" + machine_line("doctor", data))
+
+
+def short_node(name: str) -> str:
+    """``/features/dwconv2/Conv`` -> ``dwconv2``; ``/classifier/Gemm`` -> ``classifier/Gemm``."""
+    match = re.fullmatch(r"/features/([^/]+)/Conv", name)
+    return match.group(1) if match else name.lstrip("/")
+
+
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.3f} s"
+
+
+def _ratio(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}x"
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {
+    "measured": measured_block,
+    "calibration": calibration_block,
+    "variants": variants_block,
+    "doctor": doctor_block,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# README.md
+
+
+def marker_pattern(name: str) -> re.Pattern:
+    """The block ``name`` in README.md: its markers and what lies between them."""
+    return re.compile(rf"(<!-- bench:{re.escape(name)} -->)\n(.*?)\n?(<!-- /bench:{re.escape(name)} -->)", re.DOTALL)
+
+
+def readme_blocks(text: str) -> dict[str, str]:
+    """The blocks README.md holds, by name (a block missing from the README is left out)."""
+    found = {}
+    for name in BLOCKS:
+        match = marker_pattern(name).search(text)
+        if match:
+            found[name] = match.group(2)
+    return found
+
+
+def write_readme(text: str, blocks: dict[str, str]) -> str:
+    """README text with each block replaced by its newly made content."""
+    for name, content in blocks.items():
+        pattern = marker_pattern(name)
+        if not pattern.search(text):
+            raise SystemExit(f"README.md has no <!-- bench:{name} --> ... <!-- /bench:{name} --> block")
+        text = pattern.sub(lambda m: f"{m.group(1)}\n{content}\n{m.group(3)}", text, count=1)
+    return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--write", action="store_true", help="replace the blocks in README.md")
+    what.add_argument("--check", action="store_true", help="exit 1 when README.md differs from the results")
+    args = parser.parse_args(argv)
+    blocks, missing = {}, []
+    for name, make in BLOCKS.items():
+        try:
+            blocks[name] = make(RESULTS)
+        except ResultsMissing as err:
+            missing.append(name)
+            print(f"block {name!r} not made: {err}", file=sys.stderr)
+    text = README.read_text(encoding="utf-8")
+    if args.write:
+        write_atomic(README, write_readme(text, blocks))
+        print(f"wrote {len(blocks)} block(s) into {README.name}" + (f"; not {', '.join(missing)}" if missing else ""))
+    elif args.check:
+        stale = [name for name, content in blocks.items() if readme_blocks(text).get(name) != content]
+        if stale:
+            print(f"README.md differs from bench/results for: {', '.join(stale)} "
+                  "(run python bench/readme_tables.py --write)", file=sys.stderr)
+            return 1
+        print("README.md shows the last measured figures")
+    else:
+        for name, content in blocks.items():
+            print(f"<!-- bench:{name} -->\n{content}\n<!-- /bench:{name} -->\n")
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
