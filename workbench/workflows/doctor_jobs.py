@@ -48,6 +48,11 @@ def _label(config: Config) -> str:
     return "doctor " + ", ".join(parts)
 
 
+def _calibration_arrays(calib) -> dict:
+    """The calibration arrays of a :class:`~workbench.datasets.CalibrationSet` or a plain mapping."""
+    return dict(calib.inputs) if hasattr(calib, "inputs") else dict(calib)
+
+
 def evaluation_runner(runner) -> Callable[[Evaluator, Sequence[Config]], list[dict]]:
     """The ``runner=`` of :func:`workbench.doctor.diagnose` that evaluates on ``runner``.
 
@@ -66,7 +71,7 @@ def evaluation_runner(runner) -> Callable[[Evaluator, Sequence[Config]], list[di
     def run(evaluator: Evaluator, configs: Sequence[Config]) -> list[dict]:
         if id(evaluator) not in files:  # written once per examination
             files[id(evaluator)] = (FileRef.for_model(evaluator.model_path),
-                                    arrays_ref(evaluator.calib, name="calibration"),
+                                    arrays_ref(_calibration_arrays(evaluator.calib), name="calibration"),
                                     arrays_ref(evaluator.inputs, evaluator.labels, name="evaluation"),
                                     evaluator)
         model, calib, evaluation, _ = files[id(evaluator)]
