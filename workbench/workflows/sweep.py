@@ -240,6 +240,7 @@ def _label(recipe) -> str:
     return label
 
 
+# long: most of it documents its 16 arguments; the body hands the grid to a runner or runs it here
 def measure_variants(
     model,
     recipes,
