@@ -515,6 +515,8 @@ def _doctor_args(parser):
     parser.add_argument("--calib-sizes", type=whole_number(1), nargs="+", metavar="N",
                         help="also measure the metric against calibration-set size (one evaluation each)")
     parser.add_argument("--no-latency", action="store_true", help="skip the ONNX Runtime latency measurement")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the full evaluations on the Dask cluster at tcp://HOST:PORT (docs/distributed.md)")
 
 
 @command("doctor", "find which layers lose INT8 accuracy, why, and the smallest mixed-precision fix (any task, "
@@ -525,7 +527,7 @@ def cmd_doctor(args):
     report = doctor_command(
         args.model, args.calib, args.eval, target_drop=args.target_drop, target=args.target, metric=args.metric,
         method=args.method, per_channel=False if args.per_tensor else None, layerwise_samples=args.layerwise_samples,
-        calib_sizes=args.calib_sizes, latency=not args.no_latency, progress="log",
+        calib_sizes=args.calib_sizes, latency=not args.no_latency, progress="log", client=args.scheduler,
     )
     if args.json:
         return report

@@ -20,7 +20,9 @@ through tasks::
 
 from __future__ import annotations
 
+import html
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -74,6 +76,10 @@ class Progress:
         self.started(task)
         return task
 
+    def link(self, text: str, url: str) -> None:
+        """Point at a page that shows the work in detail (the Dask dashboard of a cluster run)."""
+        self._emit(ProgressUpdate(text, 0, None, "link", url))
+
     def started(self, task: "Task") -> None:
         self._emit(task.snapshot())
 
@@ -125,6 +131,9 @@ class LogProgress(Progress):
         super().__init__(None)
         self.logger = logger
 
+    def link(self, text: str, url: str) -> None:
+        self.logger.info("%s: %s", text, url)
+
     def started(self, task: Task) -> None:
         task.logged_quarter, task.logged_message = 0, ""
         size = f" ({task.total} {task.unit}s)" if task.total else ""
@@ -146,6 +155,18 @@ class TqdmProgress(Progress):
 
     def __init__(self):
         super().__init__(None)
+
+    def link(self, text: str, url: str) -> None:
+        """A clickable link in a notebook, a line on stderr elsewhere."""
+        try:
+            from IPython import get_ipython
+            from IPython.display import HTML, display
+        except ImportError:
+            get_ipython = None
+        if get_ipython is not None and get_ipython() is not None and "IPKernelApp" in get_ipython().config:
+            display(HTML(f'{html.escape(text)}: <a href="{html.escape(url)}" target="_blank">{html.escape(url)}</a>'))
+        else:
+            print(f"{text}: {url}", file=sys.stderr)
 
     def started(self, task: Task) -> None:
         from tqdm.auto import tqdm  # picks the notebook widget where there is one

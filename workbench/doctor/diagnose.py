@@ -279,6 +279,7 @@ class _Options:
     latency_iterations: int
     fix: bool
     workspace: object
+    runner: Callable | None = None  # where full evaluations run (None: here; see Evaluator)
 
 
 @dataclass
@@ -592,7 +593,7 @@ def _examine(data: _Data, options: _Options, phases: _Progress, started: float) 
     evaluator = Evaluator(data.loaded.path, data.calib, data.eval, data.labels, recipe=data.base,
                           workspace=options.workspace, metric=metric, sample_axes=data.eval_axes,
                           batch_size=eval_batch_size(data.eval, data.eval_axes),
-                          progress=phases.reporter, report=phases.note)
+                          progress=phases.reporter, report=phases.note, runner=options.runner)
     naive = _naive_accuracy(evaluator, data.base, phases)
     target, warnings = _set_target(data, naive, options)
     phases.phase(PHASES[1], f"FP32 {metric.format(naive.fp32)}, naive INT8 {metric.format(naive.int8)} {metric.name}")
@@ -656,6 +657,7 @@ def diagnose(
     fix: bool = True,
     workspace=None,
     progress=None,
+    runner: Callable | None = None,
 ) -> Diagnosis:
     """Examine a model's INT8 variant: accuracy, layerwise error, ranges, calibration, culprits, fix.
 
@@ -710,7 +712,7 @@ def diagnose(
     data = _load_data(model, calib, eval, recipe=recipe, method=method, per_channel=per_channel, methods=methods,
                       calib_sizes=calib_sizes, metric=metric)
     options = _Options(target_drop, target, tuple(methods), layerwise_samples, calib_sizes, outlier_factor, latency,
-                       latency_iterations, fix, workspace)
+                       latency_iterations, fix, workspace, runner)
     diagnosis = _examine(data, options, phases, started)
     diagnosis.data = {"calibration": _data_source(calib), "evaluation": _data_source(eval)}
     return diagnosis

@@ -130,6 +130,7 @@ class Evaluation:
     seconds: float
     path: str
     top1: float | None = None
+    worker: str | None = None  # the Dask worker that ran it; None in process
 
 
 @dataclass
@@ -149,6 +150,10 @@ class Evaluator:
         progress: A :class:`workbench.progress.Progress` for each evaluation's batches, or None.
         report: Called with one line after each evaluation (its value), or None.
         fp32_value: The FP32 model's value once known.
+        runner: None to evaluate here; else ``runner(evaluator, configs) -> [{"value", "seconds",
+            "path", "worker"}]``, which evaluates the configurations elsewhere (in parallel) the
+            way :meth:`evaluate_here` does (``workbench.workflows.doctor_jobs`` makes one for a
+            Dask cluster).
         log: Every evaluation run, in order.
     """
 
@@ -165,6 +170,7 @@ class Evaluator:
     progress: object = None
     report: Callable[[str], None] | None = None
     fp32_value: float | None = None
+    runner: Callable | None = None
     log: list[Evaluation] = field(default_factory=list)
     _cache: dict = field(default_factory=dict)
     _variants: dict = field(default_factory=dict)
@@ -223,21 +229,50 @@ class Evaluator:
 
     def __call__(self, config: Config, what: str = "search") -> float:
         """The metric's value for ``config`` (a full evaluation unless known)."""
-        known = self.known(config)
-        if known is not None:
-            return known
+        return self.evaluate_many([config], what)[0]
+
+    def evaluate_here(self, config: Config) -> dict:
+        """One full evaluation of ``config`` in this process (what a runner runs on a worker).
+
+        Returns:
+            ``{"value", "seconds", "path", "worker": None}``.
+        """
         started = time.perf_counter()
         variant = self.variant(config)
         value = self._score(variant.ort_path, variant.ort_session_options)
-        self._cache[config] = value
-        self._logged(Evaluation(what, config.to_dict(), value, time.perf_counter() - started, str(variant.path),
-                                top1_of(self.metric, value)))
-        return value
+        return {"value": value, "seconds": time.perf_counter() - started, "path": str(variant.path), "worker": None}
+
+    def evaluate_many(self, configs: Sequence[Config], what: str | Sequence[str] = "search") -> list[float]:
+        """The metric's value of each configuration; those not yet known are evaluated together
+        (in parallel with a runner).
+
+        Args:
+            configs: The configurations.
+            what: The log's label, one for all or one per configuration.
+
+        Returns:
+            The values, in order.
+        """
+        whats = [what] * len(configs) if isinstance(what, str) else list(what)
+        todo = {}
+        for config, label in zip(configs, whats):
+            if self.known(config) is None and config not in todo:
+                todo[config] = label
+        if todo:
+            outcomes = (self.runner(self, list(todo)) if self.runner is not None
+                        else [self.evaluate_here(c) for c in todo])
+            for (config, label), outcome in zip(todo.items(), outcomes):
+                value = outcome["value"]
+                self._cache[config] = value
+                self._logged(Evaluation(label, config.to_dict(), value, outcome["seconds"], outcome["path"],
+                                        top1_of(self.metric, value), outcome.get("worker")))
+        return [self.known(c) for c in configs]
 
     def log_dicts(self) -> list[dict]:
-        """The evaluation log as JSON-able dicts (``what``, ``config``, ``value``, ``top1``, ``seconds``, ``path``)."""
+        """The evaluation log as JSON-able dicts (``what``, ``config``, ``value``, ``top1``, ``seconds``, ``path``,
+        ``worker``)."""
         return [{"what": e.what, "config": e.config, "value": e.value, "top1": e.top1, "seconds": round(e.seconds, 4),
-                 "path": e.path} for e in self.log]
+                 "path": e.path, "worker": e.worker} for e in self.log]
 
 
 @dataclass

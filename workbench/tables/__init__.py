@@ -12,6 +12,8 @@ _EXPORTS = {
     "pareto_front": "workbench.tables.results",
     "make_row": "workbench.tables.results",
     "rows_to_frame": "workbench.tables.results",
+    "machine_facts": "workbench.tables.machine",
+    "machines_in": "workbench.tables.machine",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
 
+from workbench.tables.machine import MACHINE_COLUMN, machines_in
 from workbench.tables.results import pareto_front
 from workbench.views.engine_figures import (
     OTHER_PRECISION_COLORS,
@@ -49,6 +50,9 @@ AXIS_TITLES = {
 FRACTION_COLUMNS = {"top1", "top5", "top1_agreement"}
 
 LOWER_IS_BETTER = {"median_ms", "mean_ms", "p90_ms", "p99_ms", "size_bytes"}
+
+# Columns whose values hold only on the machine that measured them: never mixed silently
+MACHINE_BOUND = {"median_ms", "mean_ms", "p90_ms", "p99_ms", "throughput"}
 
 EMPTY_HINT = ("No results with both values yet: evaluate and benchmark a variant, then "
               "ResultsTable().add(make_row(...)).")
@@ -109,9 +113,36 @@ def hover_text(row: Mapping[str, Any], x: str, y: str) -> str:
     for column in ("top5", "min_sqnr_db", "p99_ms"):
         if column not in (x, y) and _finite(row.get(column)):
             lines.append(f"{AXIS_TITLES.get(column, column)}: {_number(row.get(column), column)}")
+    if _text(row.get(MACHINE_COLUMN), ""):
+        lines.append(f"measured on: {html.escape(_text(row.get(MACHINE_COLUMN)))}")
     lines.append(f"id: {html.escape(_text(row.get('id'), ''))}")
     return "<br>".join(lines)
 
+
+def one_machine(rows: pd.DataFrame, x: str, y: str, machine: str | None = "auto",
+                selected: str | None = None) -> tuple[pd.DataFrame, str | None, int]:
+    """The rows of one machine when a latency axis would otherwise mix machines.
+
+    Args:
+        rows: Plotted rows.
+        x, y: The axes; only latency/throughput axes (:data:`MACHINE_BOUND`) are per machine.
+        machine: ``"auto"``: the selected row's machine, else the one with most rows; a machine
+            label (the ``machine`` column): that one; None: no filter (mixing on purpose).
+        selected: The selected row's id.
+
+    Returns:
+        ``(rows, machine shown or None, rows left out)``.
+    """
+    if machine is None or MACHINE_COLUMN not in rows.columns or not ({x, y} & MACHINE_BOUND):
+        return rows, None, 0
+    labels = machines_in(rows[MACHINE_COLUMN])
+    if machine == "auto":
+        if len(labels) < 2:
+            return rows, None, 0
+        picked = rows[rows["id"].map(_text) == selected][MACHINE_COLUMN] if selected is not None else []
+        machine = next((m for m in picked if m in labels), labels[0])
+    kept = rows[rows[MACHINE_COLUMN] == machine]
+    return kept, machine, len(rows) - len(kept)
 def _row_title(row: Mapping[str, Any], column: str) -> str:
     """A column's name in a row's hover text: the metric's own name for ``metric_value``."""
     if column == "metric_value":
@@ -162,6 +193,7 @@ def tradeoff_figure(
     color: str | None = "precision",
     symbol: str | None = "backend",
     selected: str | None = None,
+    machine: str | None = "auto",
 ) -> go.Figure:
     """Accuracy vs latency: one marker per variant, the Pareto front as a step line.
 
@@ -175,6 +207,10 @@ def tradeoff_figure(
         color: Column that colors markers (one legend entry per value); None for one color.
         symbol: Column that picks the marker symbol; None for circles.
         selected: Row id to highlight with a ring.
+        machine: Latencies from different machines are never mixed on one axis: with rows from
+            several machines (the ``machine`` column) only one machine's are plotted (the title
+            says which, and how many rows are left out). ``"auto"``: the selected row's machine,
+            else the one with most rows; a machine label; None to plot every machine anyway.
 
     Returns:
         A figure whose traces carry ``meta``: ``"pareto"`` (the front, drawn first),
@@ -186,7 +222,7 @@ def tradeoff_figure(
         TypeError, ValueError: Not a DataFrame, or a named column is missing.
     """
     _check_frame(frame, ["id", x, y, color, symbol])
-    rows = plotted_rows(frame, x, y)
+    rows, shown_machine, other_machines = one_machine(plotted_rows(frame, x, y), x, y, machine, selected)
     fig = go.Figure()
     front = pareto_front(rows, x, y, minimize_x=x in LOWER_IS_BETTER or x not in AXIS_TITLES,
                          maximize_y=y not in LOWER_IS_BETTER)
@@ -221,7 +257,10 @@ def tradeoff_figure(
     fig.add_trace(go.Scatter(**_highlight(rows, x, y, selected)))
     titles = {axis: metric_axis_title(rows) for axis in (x, y) if axis == "metric_value"}
     models = sorted({_text(m) for m in rows["model"]}) if "model" in rows.columns else []
-    _layout(fig, x, y, shown=len(rows), total=len(frame), color=color, titles=titles, models=models)
+    _layout(fig, x, y, shown=len(rows), total=len(frame) - other_machines, color=color, titles=titles, models=models)
+    if shown_machine is not None:
+        fig.layout.title.text += f" on {shown_machine}" + (
+            f" ({other_machines} from other machines not shown: pick one with machine=)" if other_machines else "")
     if y in FRACTION_COLUMNS and len(rows):  # an accuracy axis never leaves 0-100 %
         low, high = float(rows[y].min()), float(rows[y].max())
         pad = max(0.1 * (high - low), 0.005)

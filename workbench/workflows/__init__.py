@@ -1,5 +1,7 @@
 """Workflows: the loops that make, evaluate and benchmark (sweep, quantize, build, evaluate,
 bench, doctor, plan runs with their gates; serving with Triton: export, serve, perf) and the JSON the command line prints.
+Long loops run in process or, given a Dask client or scheduler address, on a cluster (jobs, cluster,
+sweep_jobs, doctor_jobs).
 Nothing below this layer orchestrates."""
 
 from __future__ import annotations
@@ -20,6 +22,18 @@ _EXPORTS = {
     "evaluate_command": "workbench.workflows.evaluate",
     "bench_engine": "workbench.workflows.bench",
     "doctor_command": "workbench.workflows.doctor",
+    "measure_items": "workbench.workflows.sweep_jobs",
+    "MeasureItem": "workbench.workflows.sweep_jobs",
+    "measure_part": "workbench.workflows.sweep",
+    "sweep_items": "workbench.workflows.sweep",
+    "open_runner": "workbench.workflows.cluster",
+    "connect": "workbench.workflows.cluster",
+    "local_cluster": "workbench.workflows.cluster",
+    "ClusterRunner": "workbench.workflows.cluster",
+    "LocalRunner": "workbench.workflows.jobs",
+    "ClusterError": "workbench.workflows.jobs",
+    "JobError": "workbench.workflows.jobs",
+    "evaluation_runner": "workbench.workflows.doctor_jobs",
     "load_plan": "workbench.workflows.plan",
     "validate_plan": "workbench.workflows.plan",
     "plan_from_data": "workbench.workflows.plan",

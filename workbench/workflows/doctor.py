@@ -6,12 +6,15 @@ from typing import Sequence
 
 from workbench.doctor.diagnose import diagnose
 from workbench.doctor.layerwise import DEFAULT_SAMPLES
+from workbench.progress import resolve_progress
+from workbench.workflows.cluster import open_runner
+from workbench.workflows.doctor_jobs import evaluation_runner
 
 
 def doctor_command(model, calib, eval, target_drop: float | None = None, *, target: float | None = None,  # noqa: A002
                    metric=None, method: str | None = None, per_channel: bool | None = None, recipe=None,
                    layerwise_samples: int | None = DEFAULT_SAMPLES, calib_sizes: Sequence[int] | None = None,
-                   latency: bool = True, workspace=None, progress=None) -> dict:
+                   latency: bool = True, workspace=None, progress=None, client=None) -> dict:
     """``workbench doctor MODEL --calib C.npz --eval E.npz [--metric M] [--target V | --target-drop D] --json``.
 
     Args:
@@ -32,6 +35,10 @@ def doctor_command(model, calib, eval, target_drop: float | None = None, *, targ
         latency: Measure ORT latency.
         workspace: Variant folder.
         progress: Phase reporting (see :func:`diagnose`; the CLI passes ``"log"``).
+        client: None to evaluate here; a ``dask.distributed.Client`` or a scheduler address
+            (``--scheduler tcp://HOST:PORT``) to run the full evaluations on that cluster
+            (independent ones at once); the report is the same, each ``evaluation_log`` entry
+            naming its ``worker``. Latency is still measured here.
 
     Returns:
         The JSON-safe report: ``fp32_accuracy``, ``int8_accuracy`` (top-1 fractions, None for
@@ -41,7 +48,12 @@ def doctor_command(model, calib, eval, target_drop: float | None = None, *, targ
         ``metric_unit``, ``fp32_value``, ``int8_value``, ``fixed_value``, ``target``,
         ``warnings``, and the details (see :meth:`Diagnosis.to_dict`).
     """
-    diagnosis = diagnose(model, calib, eval, target_drop=target_drop, target=target, metric=metric, recipe=recipe,
-                         method=method, per_channel=per_channel, layerwise_samples=layerwise_samples,
-                         calib_sizes=calib_sizes, latency=latency, workspace=workspace, progress=progress)
+    with open_runner(client) as runner:
+        if runner is not None and runner.dashboard_link and progress not in (None, False):
+            resolve_progress(progress).link("Dask dashboard", runner.dashboard_link)
+        diagnosis = diagnose(model, calib, eval, target_drop=target_drop, target=target, metric=metric,
+                             recipe=recipe, method=method, per_channel=per_channel,
+                             layerwise_samples=layerwise_samples, calib_sizes=calib_sizes, latency=latency,
+                             workspace=workspace, progress=progress,
+                             runner=None if runner is None else evaluation_runner(runner))
     return diagnosis.to_dict()

@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -41,6 +42,9 @@ from workbench.model import load_model
 from workbench.precision.variants import Variant, as_recipe, make_variant
 from workbench.progress import resolve_progress
 from workbench.tables.results import make_row
+from workbench.workflows.cluster import open_runner
+from workbench.workflows.jobs import in_process_facts, utc_now
+from workbench.workflows.sweep_jobs import items_for, measure_items
 
 BACKENDS = ("onnxruntime", "tensorrt")
 
@@ -49,7 +53,8 @@ class SweepError(WorkbenchError, ValueError):
     """A sweep argument is invalid; the message names it and the fix."""
 
 
-def _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds=1) -> tuple[list, tuple, tuple]:
+def _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds=1, *,
+                here: bool = True) -> tuple[list, tuple, tuple]:
     if isinstance(recipes, (str, Mapping)) or not isinstance(recipes, Iterable):
         raise SweepError("recipes must be a list of Recipe objects (or precision names / recipe dicts); "
                          f"got {type(recipes).__name__}. Wrap a single recipe in a list.")
@@ -60,7 +65,7 @@ def _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds=1) ->
     bad = [b for b in backends if b not in BACKENDS]
     if bad or not backends:
         raise SweepError(f"backends {list(backends)}: each must be one of {BACKENDS}.")
-    if "tensorrt" in backends:
+    if "tensorrt" in backends and here:  # on a cluster the workers must have it, not this machine
         problem = tensorrt_status()
         if problem:
             raise SweepError(f"backend 'tensorrt' asked for but cannot run here: {problem}")
@@ -103,6 +108,7 @@ def measure_variant(
     warmup: int = 5,
     threads: int | None = None,
     rounds: int = 1,
+    parts: Sequence[str] = ("accuracy", "latency"),
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     metric=None,
@@ -123,6 +129,8 @@ def measure_variant(
         threads: ORT ``intra_op_num_threads`` (None: ORT's default).
         rounds: Benchmark each batch size this many times and keep the run with the lowest
             median (on a shared machine other work only ever adds time).
+        parts: ``"accuracy"`` and/or ``"latency"``: what to measure (a cluster runs them as
+            separate jobs; the row of one part has no figures of the other).
         atol, rtol: Tolerances of the outputs' Polygraphy verdict (``outputs[...]["passed"]``).
         metric: The :mod:`~workbench.analysis.metrics` metric of the row's ``metric``,
             ``metric_value`` and ``metric_unit`` columns (None: top1 with labels, else agreement).
@@ -134,10 +142,13 @@ def measure_variant(
         when it is a file).
     """
     accuracy_path, latency_path, options = _where_it_runs(variant, backend, threads)
-    evaluation = evaluate(accuracy_path, eval_data, reference=reference, backend=backend,
-                          backend_options=options or None, atol=atol, rtol=rtol, metric=metric)
-    engine = get_backend(backend).build(latency_path, options or None)
-    latency, first = _benchmark(engine, inputs, batch_sizes, iterations=iterations, warmup=warmup, rounds=rounds)
+    evaluation, latency, first = None, {}, None
+    if "accuracy" in parts:
+        evaluation = evaluate(accuracy_path, eval_data, reference=reference, backend=backend,
+                              backend_options=options or None, atol=atol, rtol=rtol, metric=metric)
+    if "latency" in parts:
+        engine = get_backend(backend).build(latency_path, options or None)
+        latency, first = _benchmark(engine, inputs, batch_sizes, iterations=iterations, warmup=warmup, rounds=rounds)
     record = variant.record
     calib = record.get("calibration") or {}
     tool = record.get("tool") or {}
@@ -229,6 +240,7 @@ def _label(recipe) -> str:
     return label
 
 
+# long: most of it documents its 16 arguments; the body hands the grid to a runner or runs it here
 def measure_variants(
     model,
     recipes,
@@ -246,6 +258,7 @@ def measure_variants(
     remeasure: bool = False,
     workspace=None,
     progress: bool = True,
+    client=None,
     metric=None,
 ) -> list[dict]:
     """Make, evaluate and benchmark every recipe's variant of ``model``: one results row each.
@@ -268,9 +281,11 @@ def measure_variants(
         table: A :class:`~workbench.tables.results.ResultsTable` to add the rows to, or None.
         remeasure: With a ``table``, a variant already measured there (same variant file, backend
             and batch sizes) is returned from the table instead of measured and added again, so
-            re-running a notebook does not duplicate rows; True measures and adds it anyway.
-        workspace: Folder for the variants (default: the workspace's ``variants``).
-        progress: Show a progress bar over the grid.
+            re-running a notebook does not duplicate rows; True measures and adds it anyway (here only).
+        workspace: Folder for the variants (default: the workspace's ``variants``; each worker's on a cluster).
+        progress: Show a progress bar over the grid (with a cluster, also the Dask dashboard's link).
+        client: None to run here; a ``dask.distributed.Client`` or scheduler address to run there
+            (:mod:`~workbench.workflows.sweep_jobs`: rows of failed jobs have ``error``, not in ``table``).
         metric: The metric of every row's ``metric``/``metric_value``/``metric_unit`` columns
             (``top1``, ``agreement``, ``cosine``, ``sqnr``, ``psnr``, ``python:module:function``;
             None: top1 with labels, else agreement).
@@ -280,9 +295,11 @@ def measure_variants(
 
     Raises:
         SweepError: Invalid arguments (no recipes, unknown backend, TensorRT unavailable...).
-        VariantError, RecipeError, InputDataError: From making or evaluating a variant.
+        VariantError, RecipeError, InputDataError, ClusterError: From making or evaluating a
+            variant, or a ``client`` that cannot be used (unreachable, no ``bench`` resource...).
     """
-    recipes, backends, batch_sizes = _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds)
+    recipes, backends, batch_sizes = _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds,
+                                                 here=client is None)
     _check_data(recipes, calib, eval_data)
     model_path = Path(getattr(model, "path", model))
     name = model_name or model_path.stem
@@ -291,20 +308,93 @@ def measure_variants(
     measured = _measured_rows(table, batch_sizes) if table is not None and not remeasure else {}
     bench = dict(batch_sizes=batch_sizes, iterations=iterations, warmup=warmup, threads=threads, rounds=rounds,
                  metric=metric)
+    if client is not None:
+        return _measure_on(client, model_path, name, recipes, calib, eval_data, backends=backends,
+                           settings={**bench, "workspace": workspace}, table=table, progress=progress)
     rows = []
     with resolve_progress(progress).task(f"measure {name}", len(recipes) * len(backends), unit="variant") as task:
         for recipe in recipes:
             task.update(0, message=_label(recipe))
-            uses_calib = recipe.needs_calibration or recipe.precision == "fp16"  # fp16: range safeguard
-            variant = make_variant(loaded, recipe, calib if uses_calib else None, workspace=workspace, progress=False)
+            variant = make_variant(loaded, recipe, calib if _uses_calib(recipe) else None, workspace=workspace,
+                                   progress=False)
             for backend in backends:
                 row = measured.get((str(variant.path), backend))
                 if row is None:
-                    row = measure_variant(variant, name, model_path, eval_data, inputs, backend=backend, **bench)
+                    row = _measure_here(variant, name, model_path, eval_data, inputs, backend, bench)
                     if table is not None:
                         row["id"] = table.add(row)
                 rows.append(row)
                 task.update(1)
+    return rows
+
+
+def _measure_here(variant, name: str, model_path, eval_data, inputs, backend: str, bench: dict) -> dict:
+    """:func:`measure_variant` in this process, the row noting where and when, and the variant's hashes."""
+    started, clock = utc_now(), time.perf_counter()
+    row = measure_variant(variant, name, model_path, eval_data, inputs, backend=backend, **bench)
+    return {**row, **in_process_facts(started, clock), **variant_facts(variant)}
+
+
+def _uses_calib(recipe) -> bool:
+    """Whether a recipe's variant is made with the calibration data (fp16: its range safeguard)."""
+    return recipe.needs_calibration or recipe.precision == "fp16"
+
+
+def variant_facts(variant) -> dict:
+    """The columns that name a variant by content: its cache key and its file's SHA-256."""
+    return {"variant_key": variant.record.get("key"), "variant_sha256": variant.record["file"]["sha256"]}
+
+
+def measure_part(model, recipe, calib, eval_data, *, backend: str, model_name: str,
+                 parts: Sequence[str] = ("accuracy", "latency"), workspace=None, **bench) -> dict:
+    """One job of a sweep, wherever it runs: make (or reuse) the variant, then measure ``parts`` of it.
+
+    Args:
+        model: The FP32 model file (a path where the job runs).
+        recipe: The recipe (dict or Recipe).
+        calib: Calibration data (a path where the job runs), or None when the recipe uses none.
+        eval_data: Labelled evaluation data (a path where the job runs).
+        backend, model_name, parts: As :func:`measure_variant` takes them.
+        workspace: Folder for the variants (None: the workspace's ``variants`` where the job runs).
+        **bench: ``batch_sizes``, ``iterations``, ``warmup``, ``threads``, ``rounds``.
+
+    Returns:
+        :func:`measure_variant`'s row, with :func:`variant_facts`.
+    """
+    loaded = load_model(model)
+    variant = make_variant(loaded, as_recipe(recipe), calib, workspace=workspace, progress=False)
+    inputs = _eval_inputs(eval_data, [i["name"] for i in loaded.summary.inputs])
+    row = measure_variant(variant, model_name, loaded.path, eval_data, inputs, backend=backend, parts=parts, **bench)
+    row.update(variant_facts(variant))
+    return row
+
+
+def sweep_items(model, recipes, calib=None, eval_data=None, *, model_name: str | None = None,
+                backends: Sequence[str] = ("onnxruntime",), **settings) -> list:
+    """A sweep's grid (every recipe on every backend) as items for :func:`~workbench.workflows.sweep_jobs.measure_items`.
+
+    Args:
+        model, recipes, calib, eval_data, model_name, backends: As :func:`measure_variants`.
+        **settings: Keywords of :func:`measure_part` (``batch_sizes``, ``threads``, ``workspace``...).
+
+    Returns:
+        :class:`~workbench.workflows.sweep_jobs.MeasureItem` objects, recipe order then backend order.
+    """
+    model_path = Path(getattr(model, "path", model))
+    return items_for(model_path, [as_recipe(r) for r in recipes], calib, eval_data, backends=backends,
+                     model_name=model_name or model_path.stem, label=_label, uses_calib=_uses_calib,
+                     settings=settings)
+
+
+def _measure_on(client, model_path: Path, name: str, recipes, calib, eval_data, *, backends, settings: dict,
+                table, progress) -> list[dict]:
+    """:func:`measure_variants` on a cluster: the grid as jobs (see :mod:`workbench.workflows.sweep_jobs`)."""
+    items = sweep_items(model_path, recipes, calib, eval_data, model_name=name, backends=backends, **settings)
+    with open_runner(client) as runner:
+        rows = measure_items(runner, items, job=measure_part, progress=progress)
+    for row in rows:
+        if table is not None and not row.get("error"):
+            row["id"] = table.add(row)
     return rows
 
 
