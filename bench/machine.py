@@ -10,18 +10,13 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-from pathlib import Path
+
+from workbench.tables.machine import cpu_name
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model", "Processor") and value.strip():
-                return value.strip()
-    return platform.processor() or platform.machine() or "unknown"
+    """The CPU's model name: the workbench's own reading (results rows record the same)."""
+    return cpu_name() or "unknown"
 
 
 def machine_info() -> dict:

@@ -38,6 +38,7 @@ from workbench.model.fingerprint import file_sha256
 from workbench.precision.recipe import Recipe
 from workbench.precision.variants import make_variant
 from workbench.progress import resolve_progress
+from workbench.tables.machine import cpu_name
 from workbench.tables.results import ResultsTable, tool_versions
 from workbench.workflows.build import build_command
 from workbench.workflows.doctor import doctor_command
@@ -202,17 +203,6 @@ def _doctor_summary(report: dict | None) -> dict | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run_environment() -> dict:
     """Tool versions, the machine, and TensorRT's version and GPU (or why there is none).
 
@@ -235,7 +225,7 @@ def run_environment() -> dict:
         "workbench": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "tools": tools,
         "tensorrt": trt,
