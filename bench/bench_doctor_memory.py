@@ -13,14 +13,14 @@ Cases (``--cases``):
   weights at about 2, 6.8 and 9.5 MB (the issue's 6.8 MB classifier used 10.8 GB at the
   defaults), one channel of the first convolution x300 (undone in the second: the INT8 variant
   fails there, so the fix search runs), 128 evaluation and 32 calibration samples, scored by
-  arg-max agreement with FP32;
+  SQNR against FP32 (default target: 30 dB);
 - ``digits_cnn_conv1_c5_x300``: the committed teaching case (360 labelled digits, top1);
 - the real models of ``bench/fetch_models.py`` when they are there (``ocr_cls``, ``ocr_det``,
   ``ocr_rec``, ``magika``), with the data and metric of ``bench/real_model_data.py``.
 
 ``--before`` also runs the synthetic cases the way the doctor batched before it streamed by memory
 (every tensor of 64 samples at once in the layerwise pass and the range statistics, 256 samples
-per evaluation), for comparison.
+per evaluation, calibration in batches of 16), for comparison.
 
 Prints a table and writes ``bench/results/doctor_memory.json``.
 
@@ -114,7 +114,7 @@ def prepare(name: str, folder: Path) -> dict | None:
         np.savez(folder / f"{name}.calib.npz", image=smooth_images(32, 1))
         np.savez(folder / f"{name}.eval.npz", image=smooth_images(128, 2))
         return {"model": str(path), "calib": str(folder / f"{name}.calib.npz"),
-                "eval": str(folder / f"{name}.eval.npz"), "metric": "agreement"}
+                "eval": str(folder / f"{name}.eval.npz"), "metric": "sqnr"}
     if name == "digits_cnn_conv1_c5_x300":
         from workbench.doctor.teaching import teaching_case_path
         from workbench.samples import sample_data_path
@@ -152,6 +152,7 @@ def child(spec: dict) -> dict:
         diagnose_module.layerwise_compare = partial(diagnose_module.layerwise_compare, memory_budget=2**62)
         diagnose_module.activation_statistics = partial(diagnose_module.activation_statistics, memory_budget=2**62)
         diagnose_module.eval_batch_size = lambda inputs, axes=None: 256
+        diagnose_module.calibration_batch_size = lambda model, calib, most, budget=None: most
     load_data(spec["eval"])  # read once so the baseline holds the libraries and the data
     load_data(spec["calib"])
     baseline = _rss_mb()

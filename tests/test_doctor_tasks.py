@@ -262,3 +262,27 @@ def test_long_prefix_is_pruned_in_groups():
     pruning = [s for s in result.steps if s["phase"] == "prune"]
     assert len(pruning) < 31 - 2  # fewer than trying each of the 31 alone
     assert result.evaluations == len(calls) <= 6 + 4 + 24
+
+
+def test_tensors_read_for_their_shape_or_as_integers(tmp_path, ws):
+    """A quantized activation also read by Shape (its shape only) and ArgMax (integer output): the layerwise
+    pass measures the float outputs and leaves those alone."""
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    _conv("conv1", "image", "h1", rng.normal(0, 0.5, (8, 1, 3, 3)), np.zeros(8), [1, 1, 1, 1], nodes, inits)
+    nodes.append(helper.make_node("Relu", ["h1"], ["r1"], name="relu1"))
+    _conv("conv2", "r1", "out", rng.normal(0, 0.3, (4, 8, 3, 3)), np.zeros(4), [1, 1, 1, 1], nodes, inits)
+    nodes += [helper.make_node("Shape", ["r1"], ["r1_shape"], name="shape"),
+              helper.make_node("ArgMax", ["r1"], ["r1_argmax"], name="argmax", axis=1)]
+    model = _model(nodes, inits, [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 12, 12])],
+                   [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4, 12, 12]),
+                    helper.make_tensor_value_info("r1_shape", TensorProto.INT64, [4]),
+                    helper.make_tensor_value_info("r1_argmax", TensorProto.INT64, ["N", 1, 12, 12])])
+    path = tmp_path / "shapes.onnx"
+    onnx.save(model, str(path))
+    d = diagnose(path, {"image": blocky_images(32, 1)}, {"image": blocky_images(40, 2)}, metric="sqnr", target=0.0,
+                 latency=False, workspace=ws)
+    assert "shape" not in d.layerwise.quantized and "conv2" in d.layerwise.quantized
+    measured = set(d.layerwise.tensors["tensor"])
+    assert {"out", "r1"} <= measured and not {"r1_shape", "r1_argmax"} & measured
+    assert d.target_met and not d.fix["needed"]

@@ -403,6 +403,11 @@ def _evaluate_args(parser):
     parser.add_argument("--rtol", type=number(0), help="elementwise relative tolerance (with or without --atol)")
 
 
+def _shown(value, spec: str) -> str:
+    """A JSON number for people: formatted, or "n/a" for null (NaN/inf in the JSON)."""
+    return "n/a" if value is None else format(value, spec)
+
+
 def _metric_args(parser, judged: str) -> None:
     """``--metric`` and ``--target | --target-drop`` (evaluate and doctor)."""
     parser.add_argument("--metric", help="top1 (labels), agreement (arg-max agreement with FP32, per position for "
@@ -428,13 +433,12 @@ def cmd_evaluate(args):
         print(f"top-1 {result['top1']:.4f}  top-5 {result.get('top5', float('nan')):.4f}  "
               f"({result['samples']} samples)")
     for name, stats in (result.get("outputs") or {}).items():
-        print(f"{name}: max abs err {stats['max_abs_error']:.3g}, cosine {stats['cosine']}, "
-              f"SQNR {stats['sqnr_db']} dB")
+        print(f"{name}: max abs err {_shown(stats['max_abs_error'], '.3g')}, cosine {_shown(stats['cosine'], '.6f')}, "
+              f"SQNR {'inf (identical)' if stats['identical'] else _shown(stats['sqnr_db'], '.2f')} dB")
     if result.get("metric"):
-        target = result.get("target") or {}
-        print(f"{result['metric']}: {result['metric_value']} {result['metric_unit']}"
-              + (f" (target >= {target['minimum']} {result['metric_unit']})" if target.get("minimum") is not None
-                 else ""))
+        target, unit = result.get("target") or {}, result["metric_unit"]
+        print(f"{result['metric']}: {_shown(result['metric_value'], '.4g')} {unit}"
+              + (f" (target >= {target['minimum']:.4g} {unit})" if target.get("minimum") is not None else ""))
     if result.get("verdict"):
         print(f"{'passed' if result['passed'] else 'NOT passed'} (by {result['verdict']})")
     return None

@@ -677,7 +677,7 @@ def noise_warning(metric: Metric, trials: int, target: Target) -> dict | None:
         return None
     needed = samples_to_resolve(p, allowed, metric.unit) if allowed > 0 else None
     points = "points" if metric.unit == PERCENT else metric.unit or "units"
-    message = (f"the target allows a {metric.name} drop of {allowed:.3g} {points}, below the evaluation set's noise: "
+    message = (f"the target allows a drop of {allowed:.3g} {points} of {metric.name}, below the evaluation set's noise: "
                f"the binomial standard error of {metric.format(p)} on {trials} samples is {stderr:.3g} {points}, so "
                "the fix may keep nodes out of INT8 to chase noise. ")
     message += (f"About {needed} samples would resolve a drop of {allowed:.3g} {points}; or allow a drop of at "

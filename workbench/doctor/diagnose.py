@@ -100,6 +100,7 @@ from workbench.doctor.layerwise import (
     DEFAULT_SAMPLES,
     LayerwiseResult,
     layerwise_compare,
+    tensor_bytes_per_sample,
 )
 from workbench.doctor.ranges import (
     activation_statistics,
@@ -113,11 +114,13 @@ from workbench.doctor.report import Diagnosis
 from workbench.doctor.report import jsonable as jsonable
 from workbench.doctor.report import results_rows as results_rows
 from workbench.model import load_model
+from workbench.model.normalize import default_opset, upgrade_opset
 from workbench.precision import Recipe
 from workbench.progress import resolve_progress
 
 METHODS = ("minmax", "entropy", "percentile", "distribution")
 EVAL_BATCH_BYTES = 16 * 2**20  # input bytes per evaluation batch (up to 256 samples)
+CALIB_BATCH_BYTES = 128 * 2**20  # bytes of tensors per calibration batch of the doctor's default recipe
 LOG = logging.getLogger("workbench")
 
 
@@ -348,6 +351,8 @@ def _load_data(model, calib, eval, *, recipe, method, per_channel, methods, cali
     base = _recipe(recipe, method, per_channel)
     calibration = load_data(calib, loaded.input_names, what="calibration")
     calib_set = CalibrationSet(calibration.inputs, calibration.source, {"mode": "all"}, calibration.sample_axes)
+    if recipe is None:  # the default recipe: calibrate in batches the model's tensors fit in memory
+        base = base.with_(batch_size=calibration_batch_size(loaded.proto, calib_set, base.batch_size))
     evaluation = load_data(eval, loaded.input_names, what="evaluation")
     labels = evaluation.labels
     outputs = loaded.summary.outputs
@@ -363,6 +368,26 @@ def _load_data(model, calib, eval, *, recipe, method, per_channel, methods, cali
     if calib_sizes and any(int(n) < 1 for n in calib_sizes):
         raise DoctorError(f"calibration sizes must be at least 1, got {list(calib_sizes)}.")
     return _Data(loaded, base, calib_set, evaluation.inputs, labels, chosen, evaluation.sample_axes)
+
+
+def calibration_batch_size(model: onnx.ModelProto, calib: CalibrationSet, most: int,
+                           budget: int = CALIB_BATCH_BYTES) -> int:
+    """Samples per calibration run: as many as ``budget`` bytes of the model's tensors hold (1 to ``most``).
+
+    The calibration graph exposes every quantized activation (and histograms them), so its
+    memory grows with the batch times the tensors one sample makes, measured on one sample.
+
+    Args:
+        model: The FP32 model.
+        calib: The calibration set.
+        most: The recipe's batch size (the largest used).
+        budget: Bytes of tensors per batch.
+
+    Returns:
+        The batch size.
+    """
+    per_sample = tensor_bytes_per_sample(model, calib.inputs, calib.sample_axes)
+    return max(1, min(int(most), int(budget) // max(per_sample, 1)))
 
 
 def eval_batch_size(inputs: Mapping[str, np.ndarray], sample_axes: Mapping | None = None,
@@ -421,7 +446,10 @@ def _compare_layers(data: _Data, naive: _Naive, evaluator: Evaluator, samples: i
         The :class:`LayerwiseResult`.
     """
     level = naive.variant.ort_session_options.get("graph_optimization_level", "all")
-    layerwise = layerwise_compare(data.loaded.proto, naive.proto, data.eval, max_samples=samples,
+    fp32 = data.loaded.proto
+    if default_opset(fp32) < default_opset(naive.proto):  # the variant was made at the opset Q/DQ needs
+        fp32 = upgrade_opset(fp32, default_opset(naive.proto), path=data.loaded.path)
+    layerwise = layerwise_compare(fp32, naive.proto, data.eval, max_samples=samples,
                                   variant_level=level, progress=progress, sample_axes=data.eval_axes)
     evaluator.all_nodes = frozenset(layerwise.quantized)
     return layerwise

@@ -143,6 +143,10 @@ def _constant(name: str, inits: Mapping[str, onnx.TensorProto], producers: Mappi
     return None
 
 
+# Nodes that read only a tensor's shape: a DequantizeLinear feeding them changes nothing they compute.
+SHAPE_ONLY_OPS = ("Shape", "Size")
+
+
 def quantized_nodes(qdq_model: onnx.ModelProto) -> dict[str, QuantizedNode]:
     """The compute nodes of a Q/DQ model that read DequantizeLinear outputs, in graph order.
 
@@ -167,7 +171,7 @@ def quantized_nodes(qdq_model: onnx.ModelProto) -> dict[str, QuantizedNode]:
             "Q/DQ variant (make_variant(model, Recipe('int8'), calib))."
         )
     for node in qdq_model.graph.node:
-        if node.op_type in QDQ_OPS:
+        if node.op_type in QDQ_OPS or node.op_type in SHAPE_ONLY_OPS:
             continue
         entry = None
         for index, name in enumerate(node.input):

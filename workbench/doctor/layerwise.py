@@ -368,6 +368,29 @@ def layerwise_compare(
     return result
 
 
+def tensor_bytes_per_sample(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray],
+                            sample_axes: Mapping[str, int | None] | None = None) -> int:
+    """Bytes of every float tensor a node of ``model`` writes, for one sample (one run of the first).
+
+    What a pass that exposes every tensor (calibration, the layerwise pass) holds per sample;
+    the doctor sizes such passes' batches from it.
+
+    Args:
+        model: The FP32 model.
+        inputs: Input name -> array (only the first sample is run).
+        sample_axes: The inputs' data description.
+
+    Returns:
+        The bytes (the inputs' own included).
+    """
+    tensors = float_node_outputs(model)
+    session = ort_session(add_outputs(model, tensors), {"graph_optimization_level": "disable"})
+    feed = _feed(inputs, resolve_sample_axes(inputs, sample_axes), 0, 1)
+    names = [o.name for o in session.get_outputs()]
+    return int(sum(a.nbytes for a in session.run(names, feed) if hasattr(a, "nbytes"))
+               + sum(a.nbytes for a in feed.values()))
+
+
 def _feed(inputs: Mapping[str, np.ndarray], axes: Mapping[str, int | None], start: int, size: int) -> dict:
     """Samples ``start`` to ``start + size`` along the sample axes, contiguous for ONNX Runtime."""
     return {k: np.ascontiguousarray(v) for k, v in take_batch(inputs, size, axes, start=start).items()}
@@ -420,6 +443,9 @@ def _open_runs(fp32_model: onnx.ModelProto, variant_model: onnx.ModelProto, quan
     """
     local_model, mapping = build_local_model(fp32_model, variant_model, quantized)
     tensors = float_node_outputs(fp32_model)
+    floats = set(tensors)
+    for m in mapping.values():  # a quantized node's integer outputs (an ArgMax's) carry no error to measure
+        m["outputs"] = {orig: out for orig, out in m["outputs"].items() if orig in floats}
     local_outputs = [out for m in mapping.values() for out in m["outputs"].values()]
     qdq_outputs = [out for m in mapping.values() for out in m["qdq"].values()]
     variant_tensors = {o for n in variant_model.graph.node for o in n.output}
