@@ -10,7 +10,8 @@ that README.md holds exactly these blocks, so the README always shows the last m
     python bench/readme_tables.py --check    # exit 1 when README.md differs
 
 Blocks and their files: ``measured`` (load_model.json, overhead.json),
-``calibration`` (calibration.json), ``variants`` (variants.json), ``doctor`` (doctor.json).
+``calibration`` (calibration.json), ``variants`` (variants.json), ``doctor`` (doctor.json),
+``doctor_memory`` (doctor_memory.json).
 """
 
 from __future__ import annotations
@@ -186,6 +187,49 @@ def doctor_block(results: Path = RESULTS) -> str:
     return (doctor_totals(data) + "\n\n" + head + "\n\n" + table + "\n\n" + machine_line("doctor", data))
 
 
+MEMORY_CASES = {
+    "synthetic-2mb": "synthetic CNN, 3x96x96 (teaching rescale)",
+    "synthetic-6.8mb": "synthetic CNN, 3x96x96 (teaching rescale)",
+    "synthetic-9.5mb": "synthetic CNN, 3x96x96 (teaching rescale)",
+    "digits_cnn_conv1_c5_x300": "teaching case, 8x8 digits",
+    "ocr_cls": "PP-OCR orientation classifier",
+    "magika": "magika file-type classifier",
+    "ocr_det": "PP-OCRv4 text detector (map output)",
+    "ocr_rec": "PP-OCRv4 recognizer ([N, T, C] sequence)",
+}
+
+
+def doctor_memory_block(results: Path = RESULTS) -> str:
+    """The doctor for any task at its defaults: the metric before and after, its peak memory against
+    model size (goal: under 1.5 GB below 10 MB), the same model batched as before, and its time."""
+    data = load("doctor_memory", results)
+    before = {r["case"].removesuffix(" (before)"): r for r in data["cases"] if r.get("before")}
+    rows = []
+    for r in data["cases"]:
+        if r.get("before"):
+            continue
+        what = f"{r['case']}: {MEMORY_CASES.get(r['case'], 'model')}"
+        if r["status"] != "ok":
+            rows.append([what, f"{r['model_mb']:.1f} MB", r["status"], "-", "-", "-", "-", "-"])
+            continue
+        value = lambda v: "inf" if v is None else f"{v:.1f}"  # noqa: E731  (JSON writes inf as null)
+        metric = f"{r['metric']}: {value(r['fp32'])} -> {value(r['int8'])} -> {value(r['fixed'])} {r['unit']}"
+        prior = before.get(r["case"])
+        rows.append([what, f"{r['model_mb']:.1f} MB", metric,
+                     f"{len(r['exclude'])} of {r['quantized_nodes']}", str(r["evaluations"]),
+                     f"{r['peak_rss_mb']:.0f} MB (batch {r['layerwise_batch']})",
+                     f"{prior['peak_rss_mb']:.0f} MB" if prior and prior.get("peak_rss_mb") else "-",
+                     f"{r['seconds']:.0f} s"])
+    table = markdown_table(["case", "model", "metric: FP32 -> naive INT8 -> fix", "kept out of INT8", "evaluations",
+                            "peak memory (layerwise batch)", "batched as before", "time"], rows)
+    small = [r for r in data["cases"] if r["status"] == "ok" and not r.get("before")
+             and r["model_mb"] < data["size_limit_mb"]]
+    worst = max((r["peak_rss_mb"] for r in small), default=float("nan"))
+    verdict = (f"Goal: under {data['goal_mb'] / 1024:.1f} GB for models under {data['size_limit_mb']:g} MB at the "
+               f"defaults: {'met' if data['goal_met'] else 'NOT met'} (worst {worst:.0f} MB).")
+    return table + "\n\n" + verdict + "\n\n" + machine_line("doctor_memory", data)
+
+
 def short_node(name: str) -> str:
     """``/features/dwconv2/Conv`` -> ``dwconv2``; ``/classifier/Gemm`` -> ``classifier/Gemm``."""
     match = re.fullmatch(r"/features/([^/]+)/Conv", name)
@@ -205,6 +249,7 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "calibration": calibration_block,
     "variants": variants_block,
     "doctor": doctor_block,
+    "doctor_memory": doctor_memory_block,
 }
 
 
