@@ -77,7 +77,11 @@ def default_metric(has_labels: bool) -> str:
 
 def metric_value(row: Mapping[str, Any], name: str) -> float | None:
     """The metric's value in a results row or run entry (None when missing or not a number)."""
-    value = row.get(plan_metric(name).column)
+    return as_number(row.get(plan_metric(name).column))
+
+
+def as_number(value) -> float | None:
+    """A results-table cell as a float (None when missing, a bool, not a number, or NaN)."""
     if value is None or isinstance(value, bool):
         return None
     try:

@@ -25,6 +25,7 @@ from workbench.errors import WorkbenchError
 from workbench.precision.recipe import Recipe
 from workbench.precision.variants import VariantError, load_variant
 from workbench.workflows.plan import plan_from_data
+from workbench.workflows.plan_metric import as_number
 from workbench.workflows.quantize import OutputExistsError
 from workbench.workspace import workspace_dir, write_atomic
 
@@ -34,16 +35,6 @@ PATH_KEYS = ("model", "calibration", "evaluation")
 
 class PlanSaveError(WorkbenchError, ValueError):
     """A selection that cannot become a plan; the message says what is missing and how to give it."""
-
-
-def _number(value) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value
 
 
 def _variant_record(path) -> dict:
@@ -145,10 +136,10 @@ def plan_from_row(
               "sha256": record["file"]["sha256"]}
     latency = row.get("latency") if isinstance(row.get("latency"), Mapping) else {}
     sizes = [int(b) for b in batch_sizes] if batch_sizes else (
-        sorted(int(b) for b in latency) if latency else [int(_number(row.get("batch")) or 1)])
-    top1 = _number(row.get("top1"))
+        sorted(int(b) for b in latency) if latency else [int(as_number(row.get("batch")) or 1)])
+    top1 = as_number(row.get("top1"))
     if gates is None:
-        ref = _number((reference_row or {}).get("top1"))
+        ref = as_number((reference_row or {}).get("top1"))
         drop = None if ref is None or top1 is None else 100 * (ref - top1)
         gates = {"max_accuracy_drop": _accuracy_gate(drop)} if top1 is not None else {}
     model = Path(source["path"])
