@@ -18,6 +18,7 @@ command's stdout/stderr are kept under ``bench/results/real_models/<model>/``.
 
     python bench/bench_real_models.py                    # every model
     python bench/bench_real_models.py ocr_cls --skip doctor
+    python bench/bench_real_models.py ocr_rec --only quantize_fp16 --workbench /tmp/old --output before.json
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,13 +39,14 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 from fetch_models import MODELS, MODELS_DIR, fetch_models  # noqa: E402
+from machine import machine_info  # noqa: E402
 from real_model_data import PLANS, make_model_data  # noqa: E402
 
 RESULTS = HERE / "results"
 OUT_DIR = RESULTS / "real_models"
 COMMANDS = ("inspect", "profile_nodata", "profile", "bench", "quantize_fp16", "evaluate_fp16",
-            "quantize_int8", "evaluate_int8", "build_plan", "build_plan_nobatch", "doctor")
-TIMEOUTS = {"doctor": 1200, "quantize_int8": 900, "evaluate_int8": 600}
+            "quantize_int8", "evaluate_int8", "quantize_percentile", "build_plan", "build_plan_nobatch", "doctor")
+TIMEOUTS = {"doctor": 1200, "quantize_int8": 900, "quantize_percentile": 900, "evaluate_int8": 600}
 DEFAULT_TIMEOUT = 600
 
 
@@ -138,7 +142,7 @@ def model_argvs(name: str, model: Path, data: dict, out: Path, helps: dict) -> d
     plan = data["plan"]
     calib, evals, batch = str(data["calib"]), str(data["eval"]), str(plan.batch)
     metric = ["--metric", plan.metric] if "--metric" in helps["evaluate"] else []
-    doctor_metric = ["--metric", plan.metric] if "--metric" in helps["doctor"] else []
+    doctor_metric = ["--metric", plan.metric, *plan.doctor_target] if "--metric" in helps["doctor"] else []
     return {
         "inspect": ["inspect", str(model), "--json"],
         "profile_nodata": ["profile", str(model), "--iterations", "3", "--json"],
@@ -153,6 +157,9 @@ def model_argvs(name: str, model: Path, data: dict, out: Path, helps: dict) -> d
                           "-o", str(out / "int8.onnx"), "--force", "--json"],
         "evaluate_int8": ["evaluate", str(out / "int8.onnx"), "--data", evals, "--reference", str(model),
                           "--batch", batch, *metric, "--json"],
+        # a histogram method: its calibration graph holds more per sample than minmax's (peak memory)
+        "quantize_percentile": ["quantize", str(model), "--precision", "int8", "--method", "percentile",
+                                "--calib", calib, "-o", str(out / "percentile.onnx"), "--force", "--json"],
         "build_plan": ["build", str(model), "--plan-only", "--data", evals, "--batch", batch, "--json"],
         # without --batch: the data's sample count must not become the batch
         "build_plan_nobatch": ["build", str(model), "--plan-only", "--data", evals, "--json"],
@@ -194,8 +201,12 @@ def summarize(command: str, data) -> dict:
         return {"profile": plan.get("profile"), "warnings": plan.get("warnings"),
                 "unsupported_ops": plan.get("unsupported_ops")}
     if command == "doctor":
-        return {k: data.get(k) for k in ("metric", "fp32_value", "int8_value", "fixed_value", "fp32_accuracy",
-                                          "int8_accuracy", "fixed_accuracy", "target_met") if k in data}
+        keep = {k: data.get(k) for k in ("metric", "metric_unit", "fp32_value", "int8_value", "fixed_value",
+                                          "target_value", "fp32_accuracy", "int8_accuracy", "fixed_accuracy",
+                                          "target_met", "evaluations", "eval_samples", "timings") if k in data}
+        keep["exclude"] = (data.get("recipe") or {}).get("exclude")
+        keep["quantized_nodes"] = len((data.get("layerwise") or {}).get("nodes") or []) or None
+        return keep
     return {}
 
 
@@ -257,13 +268,16 @@ def write_results(output: Path, records: dict, started: float) -> tuple[str, lis
             merged = {r["model"]: r for r in json.loads(output.read_text()).get("models", [])}
         except (ValueError, KeyError, AttributeError):
             merged = {}
-    merged.update(records)
+    for name, record in records.items():  # commands skipped now keep their earlier result
+        earlier = merged.get(name, {}).get("commands", {})
+        merged[name] = {**record, "commands": {**earlier, **record["commands"]}}
     ordered = [merged[n] for n in PLANS if n in merged]
     text = table(ordered)
     failures = [(r["model"], c, res["error"]) for r in ordered for c, res in r["commands"].items()
                 if verdict(res) not in ("ok", "refused (2)")]
     document = {
         "benchmark": "bench_real_models",
+        "host": machine_info(),  # "machine" below is the architecture (kept as it was)
         "python": platform.python_version(),
         "machine": platform.machine(),
         "seconds_this_run": round(time.monotonic() - started, 1),
@@ -281,6 +295,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"models (default all: {', '.join(MODELS)})")
     parser.add_argument("--skip", nargs="+", default=[], choices=COMMANDS, help="commands to leave out")
+    parser.add_argument("--only", nargs="+", choices=COMMANDS, help="run only these commands")
     parser.add_argument("--output", type=Path, default=RESULTS / "real_models.json", help="the JSON to write")
     parser.add_argument("--doctor-timeout", type=float, default=TIMEOUTS["doctor"],
                         help=f"seconds before the doctor is stopped (default {TIMEOUTS['doctor']})")
@@ -289,7 +304,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     names = args.names or list(PLANS)
     fetch_models(names)
-    env = dict(os.environ, WORKBENCH_WORKSPACE=str(RESULTS / "workspace-real-models"), PYTHONUNBUFFERED="1")
+    # A workspace of this run's own: a variant cached by an earlier run would hide the work (and the
+    # memory) a command costs.
+    workspace = Path(tempfile.mkdtemp(prefix="workspace-real-models-", dir=RESULTS))
+    env = dict(os.environ, WORKBENCH_WORKSPACE=str(workspace), PYTHONUNBUFFERED="1")
     if args.workbench:
         env["PYTHONPATH"] = str(args.workbench.resolve())
     helps = {c: cli_flags(c, env) for c in ("evaluate", "doctor")}
@@ -297,11 +315,13 @@ def main(argv=None) -> int:
     started = time.monotonic()
     records = {}
     for name in names:  # written after each model, merged by model name with the file's other models
-        records[name] = bench_model(name, helps, env, set(args.skip))
+        skip = set(args.skip) | (set(COMMANDS) - set(args.only) if args.only else set())
+        records[name] = bench_model(name, helps, env, skip)
         text, failures = write_results(args.output, records, started)
     print(text)
     for model, command, error in failures:
         print(f"- {model} {command}: {error}")
+    shutil.rmtree(workspace, ignore_errors=True)
     print(f"\n{len(failures)} failing command(s) (traceback, exit 1, timeout or an invalid variant); JSON: {args.output}")
     return 0
 

@@ -11,7 +11,8 @@ that README.md holds exactly these blocks, so the README always shows the last m
 
 Blocks and their files: ``measured`` (load_model.json, overhead.json),
 ``calibration`` (calibration.json), ``variants`` (variants.json), ``doctor`` (doctor.json),
-``doctor_memory`` (doctor_memory.json).
+``doctor_memory`` (doctor_memory.json), ``traits`` (traits.json, bench/bench_traits.py),
+``real_models`` (real_models.json and real_models_calib_before.json, bench/bench_real_models.py).
 """
 
 from __future__ import annotations
@@ -230,6 +231,74 @@ def doctor_memory_block(results: Path = RESULTS) -> str:
     return table + "\n\n" + verdict + "\n\n" + machine_line("doctor_memory", data)
 
 
+TRAIT_COMMANDS = {"inspect": "inspect", "profile_nodata": "profile, no data", "profile": "profile --data",
+                  "quantize_fp16": "quantize fp16", "quantize_int8": "quantize int8", "evaluate_int8": "evaluate int8",
+                  "doctor": "doctor"}
+
+
+def traits_block(results: Path = RESULTS) -> str:
+    """What every command does with each trait real models bring: a table of outcomes (a valid variant,
+    ok, or a one-line refusal with exit 2, its message numbered below), from ``bench/bench_traits.py``."""
+    data = load("traits", results)
+    messages: list[str] = []
+    rows = []
+    for record in data["traits"]:
+        cells = []
+        for command in TRAIT_COMMANDS:
+            result = record["commands"][command]
+            cell = result["outcome"]
+            if cell == "refused":
+                message = re.sub(r"\S*wb_traits_\w+/", "", result["error"] or "")
+                if message not in messages:
+                    messages.append(message)
+                cell = f"exit 2 [{messages.index(message) + 1}]"
+            cells.append(cell)
+        rows.append([record["what"], *cells])
+    table = markdown_table(["trait", *TRAIT_COMMANDS.values()], rows)
+    listing = "\n".join(f"{i}. {m}" for i, m in enumerate(messages, 1))
+    verdict = (f"{len(data['failures'])} failure(s) (exit 1, traceback, an invalid variant written, or a refusal "
+               "in more than one line).")
+    return table + "\n\n" + listing + "\n\n" + verdict + "\n\n" + machine_line("traits", data)
+
+
+REAL_COMMANDS = ("quantize_fp16", "quantize_int8", "quantize_percentile", "doctor")
+
+
+def real_models_block(results: Path = RESULTS) -> str:
+    """Real pretrained models through the commands that cost memory: outcome, time and peak memory
+    (before: the same commands with the calibration batches as they were, when measured)."""
+    data = load("real_models", results)
+    before_path = results / "real_models_calib_before.json"
+    before = ({r["model"]: r for r in json.loads(before_path.read_text())["models"]}
+              if before_path.is_file() else {})
+    rows = []
+    for record in data["models"]:
+        for command in REAL_COMMANDS:
+            result = record["commands"].get(command)
+            if result is None:
+                continue
+            state = ("ok" if result["exit_code"] == 0 else "exit 2" if result["exit_code"] == 2
+                     else "timed out" if result["timed_out"] else f"exit {result['exit_code']}")
+            prior = before.get(record["model"], {}).get("commands", {}).get(command)
+            summary = result.get("summary") or {}
+            what = "-"
+            if command == "doctor" and summary.get("metric"):
+                value = lambda v: "inf" if v is None else f"{v:.1f}"  # noqa: E731
+                unit = summary.get("metric_unit") or ("%" if summary["metric"] in ("top1", "agreement") else "dB")
+                what = (f"{summary['metric']}: {value(summary.get('fp32_value'))} -> {value(summary.get('int8_value'))}"
+                        f" -> {value(summary.get('fixed_value'))} {unit}")
+                if summary.get("quantized_nodes"):
+                    what += f", {len(summary.get('exclude') or [])} of {summary['quantized_nodes']} kept out of INT8"
+            rows.append([record["model"], command.replace("_", " "), state, what, f"{result['seconds']:.0f} s",
+                         f"{result['peak_rss_mb']:.0f} MB",
+                         f"{prior['peak_rss_mb']:.0f} MB" if prior and prior.get("peak_rss_mb") else "-"])
+    table = markdown_table(["model", "command", "outcome", "result", "time", "peak memory", "before"], rows)
+    host = data.get("host")
+    where = (f"_`bench/results/real_models.json`: measured {host['date']} on {host['cpu']}, {host['cores']} cores "
+             f"(shared), Python {host['python']}, ONNX Runtime {host['onnxruntime']}._" if host else "")
+    return table + ("\n\n" + where if where else "")
+
+
 def short_node(name: str) -> str:
     """``/features/dwconv2/Conv`` -> ``dwconv2``; ``/classifier/Gemm`` -> ``classifier/Gemm``."""
     match = re.fullmatch(r"/features/([^/]+)/Conv", name)
@@ -250,6 +319,8 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "variants": variants_block,
     "doctor": doctor_block,
     "doctor_memory": doctor_memory_block,
+    "traits": traits_block,
+    "real_models": real_models_block,
 }
 
 

@@ -43,6 +43,8 @@ class DataPlan:
         eval: Evaluation samples.
         metric: The reference metric for evaluate/doctor (issue 11's names).
         sample_axes: The data description (input -> sample axis or None).
+        doctor_target: The doctor's target flags, in the metric's unit (a task-level goal: the
+            defaults, 0.5 points or 40 dB, ask for nearly all of the model in FP32 on these models).
     """
 
     batch: int
@@ -50,11 +52,12 @@ class DataPlan:
     eval: int
     metric: str
     sample_axes: dict = field(default_factory=dict)
+    doctor_target: tuple = ()
 
 
 PLANS = {
-    "ocr_det": DataPlan(batch=1, calib=16, eval=24, metric="psnr"),
-    "ocr_rec": DataPlan(batch=8, calib=32, eval=64, metric="agreement"),
+    "ocr_det": DataPlan(batch=1, calib=16, eval=24, metric="psnr", doctor_target=("--target", "30")),
+    "ocr_rec": DataPlan(batch=8, calib=32, eval=64, metric="agreement", doctor_target=("--target-drop", "10")),
     "ocr_cls": DataPlan(batch=8, calib=32, eval=64, metric="top1"),
     "silero_vad": DataPlan(batch=8, calib=64, eval=128, metric="sqnr", sample_axes={"state": 1, "sr": None}),
     "magika": DataPlan(batch=8, calib=32, eval=64, metric="agreement"),

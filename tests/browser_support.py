@@ -23,6 +23,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workbench.lab import server_options
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 ARTIFACT_DIR = REPO_ROOT / "test-artifacts" / "browser"
@@ -181,6 +183,7 @@ def start_lab(tmp: Path, root_dir: Path = NOTEBOOK_DIR, timeout: float = 90.0) -
         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root_dir}",
         "--ServerApp.open_browser=False",
         "--LabApp.news_url=",  # no news feed fetched from the internet
+        *server_options(),  # the settings `workbench lab` uses (websocket message limit)
         *(["--ServerApp.allow_root=True"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
     ]
     log_path = tmp / "jupyterlab.log"

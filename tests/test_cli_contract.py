@@ -85,6 +85,10 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
     (plans / "missing_model.yaml").write_text(f"model: nowhere.onnx\nevaluation: {EVAL}\n"
                                               "variants: [{precision: fp16}]\n")
     (plans / "repo_file").write_text("not a folder")
+    good_plan = f"model: {MODEL}\nevaluation: {EVAL}\nvariants: [{{precision: fp16}}]\n"
+    (plans / "good.yaml").write_text(good_plan)
+    (plans / "scheduler_not_an_address.yaml").write_text(good_plan + "scheduler: my-laptop\n")
+    (plans / "scheduler_unreachable.yaml").write_text(good_plan + "scheduler: tcp://127.0.0.1:1\n")
     repo = str(plans / "repo")
     export = [(f"{bad} model", ["export", "triton", files[bad], "--repository", repo]) for bad in BAD_MODELS]
     return {
@@ -96,6 +100,10 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
             ("plan not YAML", ["run", str(plans / "not_yaml.yaml")]),
             ("unknown plan key", ["run", str(plans / "unknown_key.yaml")]),
             ("plan's model missing", ["run", str(plans / "missing_model.yaml")]),
+            ("plan's scheduler not an address", ["run", str(plans / "scheduler_not_an_address.yaml")]),
+            ("plan's scheduler unreachable", ["run", str(plans / "scheduler_unreachable.yaml")]),
+            ("--scheduler not an address", ["run", str(plans / "good.yaml"), "--scheduler", "my-laptop"]),
+            ("--scheduler unreachable", ["run", str(plans / "good.yaml"), "--scheduler", "tcp://127.0.0.1:1"]),
         ]),
         "plan": ([], False, [
             ("check a missing plan", ["plan", "check", files["missing"]]),
@@ -129,6 +137,13 @@ def command_cases(files: dict[str, str]) -> dict[str, tuple[list[str], bool, lis
             ("port too large", ["lab", "--port", "99999", "--no-browser"]),
             ("port zero", ["lab", "--port", "0", "--no-browser"]),
             ("port not a number", ["lab", "--port", "x", "--no-browser"]),
+        ]),
+        "app": ([], False, [
+            ("unknown app", ["app", "notebook", "--no-browser"]),
+            ("no app named", ["app", "--no-browser"]),
+            ("port too large", ["app", "doctor", "--port", "70000", "--no-browser"]),
+            ("port zero", ["app", "tradeoffs", "--port", "0", "--no-browser"]),
+            ("port not a number", ["app", "doctor", "--port", "x", "--no-browser"]),
         ]),
         "profile": ([], True, [
             ("negative iterations", ["profile", MODEL, "--iterations", "-1"]),
@@ -293,6 +308,7 @@ def test_help_for_every_subcommand(command, capsys):
     ["profile", str(TRT_JSON), "--json"],
     ["bench", MODEL, "--warmup", "-5", "--json"],
     ["lab", "--port", "99999", "--json"],
+    ["app", "doctor", "--port", "99999", "--json"],
 ])
 def test_real_process_refuses_in_one_line(argv):
     done = subprocess.run([sys.executable, "-m", "workbench.cli", *argv], capture_output=True, text=True,

@@ -23,10 +23,14 @@ from pathlib import Path
 
 import distributed  # in the test extra, so CI has it: these tests never skip
 import numpy as np
+import onnx
 import pandas as pd
 import pytest
+import yaml
+from onnx import TensorProto, helper, numpy_helper
 
 from workbench import cli
+from workbench.datasets import save_npz
 from workbench.doctor.teaching import teaching_case_path
 from workbench.precision import Recipe
 from workbench.samples import sample_data_path, sample_path
@@ -164,6 +168,26 @@ def test_sweep_on_a_cluster_gives_the_same_variants_and_accuracy(in_process, on_
     assert len(table) == 6 and all(r.get("worker") for r in table.load())
 
 
+def test_a_sweep_on_a_cluster_takes_what_the_table_holds_instead_of_measuring_again(on_cluster, cluster, tmp_path):
+    _, shared = on_cluster
+    table = ResultsTable(tmp_path / "results.jsonl")  # a copy: other tests count the shared table's rows
+    table.path.write_bytes(shared.path.read_bytes())
+    before = table.load()
+    args = (sample_path("digits_cnn"), RECIPES, sample_data_path("digits_cnn", "calib"),
+            sample_data_path("digits_cnn", "eval"))
+    measured = [r["id"] for r in before if r["model"] == "digits_cnn"]
+    again = measure_variants(*args, table=table, client=cluster.address, **SWEEP)
+    assert [r["id"] for r in again] == measured and len(table) == len(before)  # found by the variants' keys
+    assert not any(r.get("error") for r in again)
+    # in process too: the rows name the workers' copies of the variants, found by the same keys
+    here = measure_variants(*args, table=table, workspace=tmp_path / "variants", **SWEEP)
+    assert [r["id"] for r in here] == measured and len(table) == len(before)
+    fresh = measure_variants(*args[:1], RECIPES[:1], *args[2:], table=table, client=cluster.address,
+                             remeasure=True, **SWEEP)
+    assert fresh[0]["id"] not in measured and len(table) == len(before) + 1
+    assert fresh[0]["variant_sha256"] == again[0]["variant_sha256"] and fresh[0]["top1"] == again[0]["top1"]
+
+
 def _interval(job: dict) -> tuple[datetime, datetime]:
     return datetime.fromisoformat(job["started"]), datetime.fromisoformat(job["finished"])
 
@@ -223,6 +247,122 @@ def test_the_doctor_on_a_cluster_reports_what_it_reports_in_process(cluster, tmp
     assert {e["worker"] for e in here["evaluation_log"]} == {None}
     remote = [e for e in there["evaluation_log"] if e["what"] != "fp32"]
     assert remote and all(e["worker"] in cluster.workers.values() for e in remote)
+
+
+def _stateful_model(path: Path) -> str:
+    """A voice-activity-like model: audio ``[N, 16]``, a scalar rate ``sr`` and a state ``[2, N, 8]``
+    whose samples run along axis 1 (what the data description, ``__spec__``, says)."""
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("MatMul", ["audio", "w"], ["h"], name="proj"),
+             helper.make_node("Cast", ["sr"], ["sr_f"], name="sr_cast", to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["h", "sr_f"], ["h_sr"], name="scale"),
+             helper.make_node("ReduceSum", ["state", "axis0"], ["s"], name="state_sum", keepdims=0),
+             helper.make_node("Add", ["h_sr", "s"], ["out"], name="mix")]
+    graph = helper.make_graph(
+        nodes, "vad",
+        [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["N", 16]),
+         helper.make_tensor_value_info("sr", TensorProto.INT64, []),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, [2, "N", 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 8])],
+        [numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "w"),
+         numpy_helper.from_array(np.array([0], np.int64), "axis0")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def _stateful_data(path: Path, samples: int, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    arrays = {"audio": rng.standard_normal((samples, 16)).astype(np.float32), "sr": np.array(3, np.int64),
+              "state": rng.standard_normal((2, samples, 8)).astype(np.float32)}
+    return str(save_npz(path, arrays, sample_axes={"state": 1}))
+
+
+def test_the_doctor_keeps_the_data_description_on_a_cluster(cluster, tmp_path, monkeypatch, capsys):
+    """A scalar input and a state batched along axis 1: the workers batch the shipped data as this process does."""
+    model = _stateful_model(tmp_path / "vad.onnx")
+    argv = ["doctor", model, "--calib", _stateful_data(tmp_path / "calib.npz", 32, 1), "--eval",
+            _stateful_data(tmp_path / "eval.npz", 48, 2), "--no-latency", "--layerwise-samples", "16",
+            "--calib-sizes", "4", "16", "--json"]
+    reports = []
+    for extra in ([], ["--scheduler", cluster.address]):
+        monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path / f"ws{len(reports)}"))
+        assert cli.main(argv + extra) == 0, capsys.readouterr().err
+        reports.append(json.loads(capsys.readouterr().out))
+    here, there = reports
+    for key in ("metric", "fp32_value", "int8_value", "fixed_value", "recipe", "evaluations", "calibration"):
+        assert there[key] == here[key], key
+    assert [(e["what"], e["value"]) for e in there["evaluation_log"]] == [
+        (e["what"], e["value"]) for e in here["evaluation_log"]]
+    assert len(there["calibration"]["size_curve"]) == 2
+    remote = [e for e in there["evaluation_log"] if e["what"] != "fp32"]
+    assert remote and all(e["worker"] in cluster.workers.values() for e in remote)
+
+
+# --------------------------------------------------------------------------------------------
+# The plan runner: `workbench run PLAN --scheduler ADDRESS` / the plan's `scheduler:`
+# --------------------------------------------------------------------------------------------
+
+
+def _plan(folder: Path, **extra) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"model": str(sample_path("digits_cnn")), "calibration": str(sample_data_path("digits_cnn", "calib")),
+            "evaluation": str(sample_data_path("digits_cnn", "eval")), "metric": "top1",
+            "variants": ["fp16", {"precision": "int8", "method": "entropy", "num_samples": 32}],
+            "batch_sizes": [1, 4], "benchmark": {"iterations": 10, "warmup": 2, "threads": 1},
+            "profile_layers": False, "gates": {"max_accuracy_drop": 5.0, "min_sqnr_db": 10.0},
+            "doctor": {"layerwise_samples": 64}, "results": str(folder / "results.jsonl"), **extra}
+    path = folder / "plan.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+RUN_FIGURES = ("name", "precision", "sha256", "calibration_sha256", "backend", "metric_value", "top1", "top5",
+               "top1_agreement", "min_cosine", "min_sqnr_db", "max_abs_error", "outputs", "samples",
+               "accuracy_drop", "accuracy_on", "latency_on", "size_bytes", "variant_cached", "measured_cached")
+
+
+def test_a_plan_runs_on_a_cluster_with_the_results_it_has_in_process(cluster, tmp_path, monkeypatch, capsys):
+    runs = []
+    for name, extra in (("here", {}), ("there", {"scheduler": cluster.address})):  # the plan's key
+        monkeypatch.setenv("WORKBENCH_WORKSPACE", str(tmp_path / name / "workspace"))
+        assert cli.main(["run", str(_plan(tmp_path / name, **extra)), "--json"]) == 0, capsys.readouterr().err
+        runs.append(json.loads(capsys.readouterr().out))
+    here, there = runs
+    entries = {"here": here["variants"] + here["baseline"], "there": there["variants"] + there["baseline"]}
+    assert [v["name"] for v in entries["there"]] == [v["name"] for v in entries["here"]] == [
+        "fp16", "int8-entropy", "fp32-reference"]
+    for a, b in zip(entries["here"], entries["there"]):
+        assert {k: b[k] for k in RUN_FIGURES} == {k: a[k] for k in RUN_FIGURES}, a["name"]
+        assert a["worker"] is None and a["host"] == socket.gethostname() and a["started"] < a["finished"]
+        assert b["worker"] in cluster.workers.values() and b["host"] == socket.gethostname()
+        assert b["machine"] and b["started"] < b["finished"] and b["median_ms"] > 0
+    assert [(g["gate"], g["variant"], g["value"], g["passed"]) for g in there["gates"] if "latency" not in g["gate"]] \
+        == [(g["gate"], g["variant"], g["value"], g["passed"]) for g in here["gates"] if "latency" not in g["gate"]]
+    # the plan's doctor step ran its evaluations on the cluster (its latency is measured here, each run its own)
+    same = [k for k in here["doctor"] if k not in ("summary", "variants")]
+    assert {k: there["doctor"][k] for k in same} == {k: here["doctor"][k] for k in same}
+    assert [line for line in there["doctor"]["summary"] if "latency" not in line] == [
+        line for line in here["doctor"]["summary"] if "latency" not in line]
+    assert {k: Path(v).name for k, v in there["doctor"]["variants"].items() if v} == {
+        k: Path(v).name for k, v in here["doctor"]["variants"].items() if v}
+    assert there["plan"]["scheduler"] == cluster.address and here["plan"]["scheduler"] is None
+    stored = ResultsTable(tmp_path / "there" / "results.jsonl").load()
+    assert len(stored) == 3 and all(r["worker"] in cluster.workers.values() for r in stored)
+
+
+def test_run_scheduler_flag_wins_and_unreachable_addresses_exit_2_in_one_line(cluster, tmp_path, capsys):
+    unreachable = "tcp://127.0.0.1:1"
+    for plan, extra, where in ((_plan(tmp_path / "key", scheduler=unreachable), [], "scheduler: "),
+                               (_plan(tmp_path / "flag", scheduler=cluster.address), ["--scheduler", unreachable], "")):
+        started = time.time()
+        assert cli.main(["run", str(plan), "--json", *extra]) == 2
+        out, err = capsys.readouterr()
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and f"{where}cannot reach a Dask scheduler at {unreachable}" in lines[0], err
+        assert f"cannot reach a Dask scheduler at {unreachable}" in json.loads(out)["error"]
+        assert time.time() - started < 30 and not (plan.parent / "results.jsonl").exists()  # nothing ran
 
 
 def test_a_worker_killed_mid_sweep_loses_only_its_running_job(tmp_path, in_process):
@@ -345,6 +485,10 @@ def test_in_process_runs_import_nothing_of_dask(tmp_path):
         "rows = measure_variants(sample_path('digits_cnn'), [Recipe('fp32')], None,\n"
         "                        sample_data_path('digits_cnn', 'eval'), batch_sizes=(1,), iterations=2, progress=False)\n"
         "assert rows[0]['worker'] is None and rows[0]['top1'] > 0.9\n"
+        "from workbench.workflows.run import run_plan\n"
+        f"result = run_plan({str(_plan(tmp_path / 'plan', variants=['fp16'], doctor=False))!r})\n"
+        "entry = result.to_dict()['variants'][0]\n"
+        "assert entry['worker'] is None and entry['host'] and entry['top1'] > 0.9\n"
         "print([m for m in ('dask', 'distributed') if m in sys.modules])\n")
     env = {**os.environ, "WORKBENCH_WORKSPACE": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env,

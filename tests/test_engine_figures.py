@@ -295,3 +295,44 @@ def test_compare_figure_ort(cnn_profiled):
     figure = compare_figure(comparison)
     assert math.isclose(sum(figure.data[0].x), comparison["diff"].sum())
     assert figure.layout.title.text.startswith("disable → all: layer time")  # names in the numbers' order
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 12: CPU times say they are CPU times, with their spread
+
+
+def test_ort_layer_times_are_labelled_cpu_times_with_their_run_to_run_spread(cnn_profiled):
+    from workbench.tables.machine import cpu_name
+
+    rows = cnn_profiled[cnn_profiled["time_ms"].notna()]
+    assert (rows["time_p10_ms"] <= rows["median_ms"]).all() and (rows["median_ms"] <= rows["time_p90_ms"]).all()
+    figure = layer_time_bar(cnn_profiled)
+    assert figure.layout.xaxis.title.text == "ONNX Runtime CPU mean time per inference (ms)"
+    title = figure.layout.title.text
+    assert title.startswith("Time per layer, ONNX Runtime CPU (") and f"on {cpu_name()}" in title
+    assert "5 profiled runs" in title and "p10–p90" in title and "swing from run to run" in title
+    by_name = rows.set_index("name")
+    for trace in figure.data:
+        for name, mean, up, down in zip(trace.y, trace.x, trace.error_x.array, trace.error_x.arrayminus):
+            layer = by_name.loc[name]
+            assert up == pytest.approx(max(layer["time_p90_ms"] - mean, 0.0))
+            assert down == pytest.approx(max(mean - layer["time_p10_ms"], 0.0))
+    per_precision = time_by_precision(cnn_profiled)
+    assert per_precision.layout.yaxis.title.text.startswith("ONNX Runtime CPU")
+    if len(per_precision.data[0].x) == 1:  # one bar: the figure says it compares nothing
+        assert "nothing to compare across precisions" in per_precision.layout.title.text
+    assert "ONNX Runtime CPU" in time_treemap(cnn_profiled).layout.title.text
+    compared = compare_figure(compare_engines(cnn_profiled, cnn_profiled, label_a="a", label_b="b"))
+    assert compared.layout.xaxis.title.text.startswith(f"ONNX Runtime CPU ({cpu_name()}) time difference b - a")
+    assert "swing from run to run" in compared.layout.title.text
+
+
+def test_imported_tensorrt_times_are_not_called_cpu_times(qat):
+    figure = layer_time_bar(qat)
+    assert figure.layout.xaxis.title.text == "TensorRT GPU (imported) mean time per inference (ms)"
+    assert "CPU" not in figure.layout.title.text
+    assert all(trace.error_x.array is None for trace in figure.data)  # the export has no spread to draw
+    assert "nothing to compare" not in time_by_precision(qat).layout.title.text  # QAT: several precisions
+    compared = compare_figure(compare_engines(trt_table("resnet18-a100-fp32"), trt_table("resnet18-a100-fp16")))
+    assert compared.layout.xaxis.title.text.startswith("TensorRT GPU (imported) time difference")
+    assert "CPU" not in compared.layout.title.text

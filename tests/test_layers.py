@@ -113,9 +113,11 @@ def _notebook_code(path: Path) -> str:
     return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
 
 
-@pytest.mark.parametrize("notebook", sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb")))
+# The lessons, and the apps Voilà serves (workbench app doctor|tradeoffs).
+@pytest.mark.parametrize("notebook", sorted(str(p.relative_to(REPO)) for p in [
+    *(REPO / "notebooks").glob("*.ipynb"), *(PACKAGE / "apps").glob("*.ipynb")]))
 def test_notebooks_import_only_the_public_faces(notebook):
-    code = _notebook_code(REPO / "notebooks" / notebook)
+    code = _notebook_code(REPO / notebook)
     lines = [line for line in code.splitlines() if not line.lstrip().startswith(("%", "!"))]
     tree = ast.parse("\n".join(lines))
     deep = []

@@ -103,6 +103,18 @@ def _summary(nb, tag) -> dict:
     }
 
 
+def test_03_cpu_noise_sentence_matches_its_table(tmp_path, monkeypatch):
+    """Notebook 03 says per-layer CPU times are noisy and prints how much two profiles disagree here."""
+    nb = executed("03", tmp_path, monkeypatch)
+    cell = _one(nb, "fact-cpu-noise")
+    table = _table(nb, "fact-cpu-noise", "layer")
+    found = re.search(r"disagree by up to ([\d.]+)x on one layer \((.+?)\); the end-to-end medians are", cell_text(cell))
+    assert found, cell_text(cell)
+    assert float(found.group(1)) == pytest.approx(table["ratio"].max(), abs=0.006)
+    assert found.group(2) == table["ratio"].idxmax()
+    assert (table["ratio"] >= 1).all()
+
+
 def test_04_teaching_case_names_the_planted_nodes(tmp_path, monkeypatch):
     nb = executed("04", tmp_path, monkeypatch)
     summary = _summary(nb, "fact-teaching-doctor")

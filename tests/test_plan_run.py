@@ -23,12 +23,13 @@ import yaml
 from workbench import Recipe
 from workbench.backends import tensorrt_status
 from workbench.cli import main
+from workbench.datasets.arrays import load_data, save_npz
 from workbench.samples import sample_data_path, sample_path
 from workbench.tables.results import ResultsTable
 from workbench.views.doctor_widgets import DoctorExplorer
 from workbench.views.tradeoff import TradeoffExplorer
 from workbench.workflows.gates import TOLERANCE_GATE
-from workbench.workflows.plan import load_plan, validate_plan
+from workbench.workflows.plan import load_plan, validate_plan, variant_calibration
 from workbench.workflows.plan_schema import parse_yaml
 from workbench.workflows.run import REPORT_MARKER
 from workbench.workflows.sweep import measure_variants
@@ -269,6 +270,8 @@ BAD_PLANS = [
     ("variants: [fp16]\nmetric: top5\n", "metric", 6),  # given twice
     ("variants: [fp16]\nmodel: other.onnx\n", "model", 6),  # given twice
     ("variants: [fp16]\nbackends: [tensorrt, onnxruntime, cuda]\n", "backends[2]", 6),
+    ("variants: [fp16]\nscheduler: my-laptop\n", "scheduler", 6),  # not tcp://HOST:PORT
+    ("variants: [fp16]\nscheduler: 8786\n", "scheduler", 6),
 ]
 
 
@@ -427,3 +430,23 @@ def test_help(argv, capsys):
     with pytest.raises(SystemExit) as done:
         main(argv)
     assert done.value.code == 0 and "--json" in capsys.readouterr().out
+
+
+def test_dropped_calibration_samples_follow_the_files_data_description(tmp_path, workspace):
+    """A plan that drops calibration samples from a file with a ``__spec__`` drops them along the
+    described sample axis, and the variant's calibration differs from the whole file's."""
+    whole = load_data(sample_data_path("digits_cnn", "calib"))
+    name = next(iter(whole.inputs))
+    moved = {name: whole.inputs[name][:40].swapaxes(0, 1)}  # samples along axis 1, described
+    calib = tmp_path / "calib.npz"
+    save_npz(calib, moved, sample_axes={name: 1})
+    good = {**GOOD, "calibration": str(calib)}
+    path = _write_plan(tmp_path, "variants:\n  - precision: int8\n    drop_calibration_samples: [0, 3]\n"
+                                 "  - precision: int8\n    method: entropy\n", good)
+    plan = load_plan(path)
+    validate_plan(plan)  # the calibration hash of the dropped set is computed without error
+    dropped = variant_calibration(plan, plan.variants[0])
+    assert dropped.sample_axes == {name: 1}
+    kept = [i for i in range(40) if i not in (0, 3)]
+    assert (dropped.inputs[name] == moved[name][:, kept]).all()
+    assert variant_calibration(plan, plan.variants[1]) == calib

@@ -13,7 +13,14 @@ import pytest
 from workbench.analysis.accuracy import evaluate
 from workbench.backends.onnxruntime.engine import OnnxRuntimeBackend
 from workbench.samples import sample_data_path, sample_path
-from workbench.tables.results import ResultsTable, make_row, pareto_front
+from workbench.tables.machine import machine_facts, machine_label
+from workbench.tables.results import (
+    ResultsTable,
+    front_within_noise,
+    make_row,
+    pareto_front,
+    wilson_interval,
+)
 from workbench.views import tradeoff
 from workbench.views.tradeoff import (
     SELECTED,
@@ -23,7 +30,12 @@ from workbench.views.tradeoff import (
     figure_widget_available,
     tradeoff_figure,
 )
-from workbench.views.tradeoff_figures import PARETO, SYMBOL_LEGEND, write_html
+from workbench.views.tradeoff_figures import (
+    PARETO,
+    PARETO_NOISE,
+    SYMBOL_LEGEND,
+    write_html,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -90,10 +102,14 @@ def test_figure_has_one_marker_per_measured_variant_and_the_front(table):
         for row_id, x, y in zip(trace.customdata, trace.x, trace.y):
             row = frame[frame["id"] == row_id].iloc[0]
             assert (x, y) == (row["median_ms"], row["top1"])
-    (front,) = _traces(fig, PARETO)
-    expected = pareto_front(measured)
-    assert list(front.x) == expected["median_ms"].tolist() and front.line.shape == "hv"
-    assert list(front.y) == expected["top1"].tolist()
+    fronts = {t.name: t for t in _traces(fig, PARETO)}  # one per model, never one spanning both
+    assert sorted(fronts) == ["Pareto front (digits_cnn)", "Pareto front (digits_transformer)"]
+    for model in ("digits_cnn", "digits_transformer"):
+        front, expected = fronts[f"Pareto front ({model})"], pareto_front(measured[measured["model"] == model])
+        assert list(front.x) == expected["median_ms"].tolist() and front.line.shape == "hv"
+        assert list(front.y) == expected["top1"].tolist() and list(front.customdata) == expected["id"].tolist()
+        assert set(frame.set_index("id").loc[list(front.customdata), "model"]) == {model}
+    assert fronts["Pareto front (digits_cnn)"].line.color != fronts["Pareto front (digits_transformer)"].line.color
     (ring,) = _traces(fig, SELECTED)
     assert len(ring.x) == 0
     assert "4 variants (1 without median_ms or top1 not shown)" in fig.layout.title.text
@@ -170,13 +186,18 @@ def test_explorer_select_updates_selection_highlight_details_and_callbacks(table
     assert "minmax" in explorer.details.value
     assert explorer.variant_dropdown.value == int8["id"]
 
-    explorer.precision_dropdown.value = "FP32"  # filter: INT8 hidden, selection kept
+    explorer.precision_dropdown.value = "FP32"  # filter: INT8 hidden, so the selection goes too
     assert {t.name for t in _traces(explorer.figure, VARIANTS)} == {"FP32"}
     fp32_ids = sorted(frame.loc[frame["precision"] == "FP32", "id"])
     assert sorted(i for t in _traces(explorer.figure, VARIANTS) for i in t.customdata) == fp32_ids
-    assert _ring(explorer) == ([], []) and explorer.selected_id == int8["id"]
-    explorer.precision_dropdown.value = "(all)"
+    assert _ring(explorer) == ([], []) and explorer.selected is None and seen[-1] is None
+    assert "cnn.int8" not in explorer.details.value and "Click a point" in explorer.details.value
+    assert explorer.save_button.disabled and "hidden by the filters" in explorer.status.value
+    assert explorer.select(int8["id"])["id"] == int8["id"]  # by id: the filter that hid it opens
+    assert explorer.precision_dropdown.value == "(all)" and "cnn.int8" in explorer.details.value
     assert _ring(explorer) == ([int8["median_ms"]], [int8["top1"]])
+    seen.clear()
+    seen.append(row)
 
     fp32 = frame[frame["precision"] == "FP32"].iloc[0]
     explorer.variant_dropdown.value = fp32["id"]  # the menu selects too
@@ -254,3 +275,113 @@ def test_metric_axis_is_titled_by_the_rows_metric_and_refuses_mixed_metrics(real
     with pytest.raises(ValueError, match=r"several metrics \['psnr', 'top1'\]"):
         tradeoff_figure(mixed, y="metric_value")
     assert "top1" in details_html(rows[2]) and "%" in details_html(rows[2])
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 12: fronts per model, what the evaluation set can resolve, what a CPU latency is
+
+
+def test_wilson_interval_matches_the_published_values():
+    # Newcombe (1998), Stat. Med. 17:857, table I: 81/263 -> 0.2553-0.3662; 15/148 -> 0.0624-0.1605
+    low, high = wilson_interval([81 / 263, 15 / 148], [263, 148])
+    assert np.round(low, 4).tolist() == [0.2553, 0.0624] and np.round(high, 4).tolist() == [0.3662, 0.1605]
+    low, high = wilson_interval(1.0, 360)  # 360 of 360 right: not a zero-width interval
+    assert high[0] == 1.0 and 0.98 < low[0] < 0.995
+    assert np.isnan(wilson_interval(0.9, float("nan"))[0][0])
+
+
+def test_error_bars_are_the_interval_from_the_sample_count(real_rows):
+    frame = pd.DataFrame([dict(r, id=f"r{k}") for k, r in enumerate(real_rows)])
+    assert (frame["samples"] == 360).all()  # the eval split's size, recorded on each row
+    widths = {}
+    for scale in (1, 100):
+        fig = tradeoff_figure(frame.assign(samples=frame["samples"] * scale))
+        for trace in _traces(fig, VARIANTS):
+            for row_id, y, up, down in zip(trace.customdata, trace.y, trace.error_y.array, trace.error_y.arrayminus):
+                low, high = wilson_interval(y, 360 * scale)
+                assert (up, down) == pytest.approx((high[0] - y, y - low[0]))
+                widths.setdefault(row_id, []).append(up + down)
+        assert f"n = {360 * scale} samples" in fig.layout.yaxis.title.text
+    for small, large in widths.values():  # 100x the samples: a tenth of the width, roughly
+        assert 0.05 < large / small < 0.2
+    row = frame.iloc[2].to_dict()
+    low, high = wilson_interval(row["top1"], 360)
+    assert f"95 % interval {low[0]:.2%}–{high[0]:.2%} (n = 360)" in details_html(row)  # the pane says it too
+    unknown = tradeoff_figure(frame.assign(samples=np.nan))
+    assert all(v is None for t in _traces(unknown, VARIANTS) for v in t.error_y.array)
+
+
+def test_front_steps_inside_the_interval_are_marked_within_noise():
+    def rows(samples):
+        return pd.DataFrame([
+            {"id": "fast", "model": "m", "precision": "INT8", "backend": "onnxruntime", "median_ms": 1.0,
+             "top1": 357 / 360, "samples": samples},
+            {"id": "slow", "model": "m", "precision": "FP32", "backend": "onnxruntime", "median_ms": 2.0,
+             "top1": 358 / 360, "samples": samples},  # one image better on 360
+        ])
+    fig = tradeoff_figure(rows(360))
+    (noise,) = _traces(fig, PARETO_NOISE)
+    assert list(noise.customdata) == ["slow"] and "1 front step within" in fig.layout.title.text
+    assert front_within_noise(pareto_front(rows(360)), "top1").tolist() == [False, True]
+    # the same one-image gap on a million samples is resolved
+    assert not _traces(tradeoff_figure(rows(1_000_000)), PARETO_NOISE)
+
+
+def test_explorer_with_all_models_draws_one_front_per_model_in_its_color(table):
+    explorer = TradeoffExplorer(table)
+    assert explorer.model_dropdown.value == "(all)"
+    frame = table.frame().set_index("id")
+    fronts = _traces(explorer.figure, PARETO)
+    assert len(fronts) == 2
+    for front in fronts:  # each front's points are of one model, the one its name says
+        (model,) = set(frame.loc[list(front.customdata), "model"])
+        assert front.name == f"Pareto front ({model})"
+    assert len({f.line.color for f in fronts}) == 2 and len({f.line.dash for f in fronts}) == 2
+    explorer.model_dropdown.value = "digits_cnn"
+    (front,) = _traces(explorer.figure, PARETO)
+    assert front.name == "Pareto front"
+
+
+def test_cpu_latency_axis_names_the_backend_and_machine_with_p10_p90_bars(real_rows):
+    facts = machine_facts()
+    frame = pd.DataFrame([dict(r, id=f"r{k}", machine=machine_label(facts), hardware=facts)
+                          for k, r in enumerate(real_rows)])
+    assert (frame["p10_ms"] <= frame["median_ms"]).all() and (frame["median_ms"] <= frame["p90_ms"]).all()
+    fig = tradeoff_figure(frame)
+    title = fig.layout.xaxis.title.text
+    assert title.startswith("ONNX Runtime CPU median latency (ms)")
+    assert f"on {machine_label(facts)} ({facts['cpu']})" in title and "p10–p90" in title
+    for trace in _traces(fig, VARIANTS):
+        for row_id, x, up, down in zip(trace.customdata, trace.x, trace.error_x.array, trace.error_x.arrayminus):
+            row = frame.set_index("id").loc[row_id]
+            assert (up, down) == pytest.approx((row["p90_ms"] - x, x - row["p10_ms"]))
+    assert fig.layout.xaxis.automargin and fig.layout.yaxis.automargin  # two-line titles are not cut
+    old = tradeoff_figure(frame.drop(columns=["p10_ms", "machine", "hardware"]))  # rows written before p10
+    assert "machine not recorded" in old.layout.xaxis.title.text
+    assert all(v is None for t in _traces(old, VARIANTS) for v in t.error_x.arrayminus)
+
+
+def test_tensorrt_rows_lead_the_explorer_and_the_axis(table, real_rows):
+    trt_id = table.add({**real_rows[0], "variant": "cnn-trt", "backend": "tensorrt"})
+    explorer = TradeoffExplorer(table)
+    assert explorer.backend_dropdown.value == "tensorrt"
+    assert [list(t.customdata) for t in _traces(explorer.figure, VARIANTS)] == [[trt_id]]
+    assert explorer.figure.layout.xaxis.title.text.startswith("TensorRT GPU median latency")
+    explorer.backend_dropdown.value = "(all)"
+    assert explorer.figure.layout.xaxis.title.text.startswith("TensorRT GPU and ONNX Runtime CPU median latency")
+
+
+def test_the_figure_widgets_synced_state_is_the_figure_as_drawn(table):
+    """A browser view made after the explorer was filtered and a variant selected (all in the cell
+    that shows it) starts from the synced copy: it must hold the current figure, not the empty one
+    the FigureWidget was created with (issue 12: the explorer drew empty in notebook 06)."""
+    assert figure_widget_available(), "plotly's FigureWidget needs anywidget, a dependency of the workbench"
+    explorer = TradeoffExplorer(table)
+    explorer.model_dropdown.value = "digits_cnn"
+    int8 = table.filter(model="digits_cnn", precision="INT8").iloc[0]
+    explorer.select(int8["id"])
+    synced = explorer.figure._widget_data
+    assert [t.get("meta") for t in synced] == [t.meta for t in explorer.figure.data]
+    ring = next(t for t in synced if t.get("meta") == SELECTED)
+    assert list(ring["customdata"]) == [int8["id"]]
+    assert explorer.figure._widget_layout["title"]["text"].startswith("digits_cnn — accuracy vs latency")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import math
 from collections import Counter
 from html.parser import HTMLParser
@@ -47,21 +46,6 @@ def test_picker_bad_path_shows_the_error_and_keeps_the_model(tmp_path):
     assert "wb-error" in picker.status.value and "notes.onnx" in picker.status.value
     assert "Traceback" not in picker.status.value
     assert picker.model.name == "digits_cnn"
-
-
-def test_upload_is_saved_without_overwriting(_workspace):
-    picker = ModelPicker(sample=None)
-    assert picker.model is None
-    content = sample_path("digits_cnn").read_bytes()
-    upload = {"name": "mine.onnx", "type": "", "size": len(content), "content": memoryview(content),
-              "last_modified": datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)}
-    picker.upload.value = (upload,)
-    first = picker.model.path
-    picker.upload.value = ()
-    picker.upload.value = (dict(upload),)
-    second = picker.model.path
-    assert first != second and first.read_bytes() == second.read_bytes() == content
-    assert first.parent == second.parent == _workspace / "uploads"
 
 
 PLOTLY = "application/vnd.plotly.v1+json"

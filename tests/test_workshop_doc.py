@@ -24,7 +24,7 @@ def _has_avx2() -> bool:
 
 
 def check_tour_accuracy(nb):
-    text = next(cell_text(c) for c in nb.cells if "top-1 accuracy on" in c.source)
+    text = next(t for t in map(cell_text, nb.cells) if "top-1 accuracy on" in t)
     n, accuracy = re.search(r"top-1 accuracy on (\d+) held-out digits: ([\d.]+)%", text).groups()
     assert int(n) == 360 and 98 <= float(accuracy) <= 100
 

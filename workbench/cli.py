@@ -19,6 +19,7 @@ from typing import Callable
 
 import pandas as pd
 
+from workbench.apps import APPS, DEFAULT_PORT, prepare_app, run_app
 from workbench.backends import BackendUnavailable, get_backend, tensorrt_status
 from workbench.backends.tensorrt.trt_json import import_trt
 from workbench.backends.tensorrt.trtexec import parse_shapes_spec
@@ -193,6 +194,21 @@ def cmd_lab(args):
     if args.json:
         return {"command": launch.argv, "url": launch.url}
     return run_lab(launch.argv, launch.url)
+
+
+def _app_args(parser):
+    parser.add_argument("app", choices=list(APPS), help="; ".join(f"{name}: {what}" for name, what in APPS.items()))
+    parser.add_argument("--port", type=whole_number(1, 65535), default=DEFAULT_PORT,
+                        help=f"port on 127.0.0.1 (default {DEFAULT_PORT}, next free if taken)")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
+
+
+@command("app", "serve the doctor or the tradeoff explorer as a Voilà app (127.0.0.1, with a token)", _app_args)
+def cmd_app(args):
+    launch = prepare_app(args.app, port=args.port)
+    if args.json:  # as `workbench lab --json`: what would run, without starting it
+        return {"app": launch.app, "notebook": str(launch.notebook), "command": launch.argv, "url": launch.url}
+    return run_app(launch, open_browser=not args.no_browser)
 
 
 # --- profile and bench ---------------------------------------------------------------------
@@ -574,6 +590,9 @@ def _run_args(parser):
     parser.add_argument("--junit", help="write the gates as JUnit XML here (default: the plan's junit:)")
     parser.add_argument("--remeasure", action="store_true",
                         help="measure again even when the results table already holds the same measurement")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="measure the variants and run the doctor's evaluations on the Dask cluster at "
+                        "tcp://HOST:PORT (wins over the plan's scheduler:; docs/distributed.md)")
 
 
 @command(
@@ -591,7 +610,7 @@ def cmd_run(args):
         check_outputs(plan, report, junit)
     except PlanError as err:
         return _plan_error(args, err)
-    result = run_plan(plan, facts=facts, remeasure=args.remeasure, progress="log")
+    result = run_plan(plan, facts=facts, remeasure=args.remeasure, progress="log", client=args.scheduler)
     if junit is not None:
         write_junit(result, junit)
     if report is not None:

@@ -225,7 +225,8 @@ def compare_engines(
         ``types_a``, ``types_b``, ``time_a``, ``time_b`` (summed mean ms per inference; 0 on
         a side with no layer), ``diff`` (``time_b - time_a``) and ``ratio``
         (``time_b / time_a``, NaN when ``time_a`` is 0). ``attrs`` holds ``label_a``,
-        ``label_b`` and ``totals`` (:func:`totals_of_comparison`).
+        ``label_b``, ``totals`` (:func:`totals_of_comparison`), ``sources`` (the tables'
+        ``source`` values) and ``measured_on`` (the CPUs that timed ONNX Runtime tables).
 
     Raises:
         ValueError: A table has no ``time_ms`` (not profiled).
@@ -241,6 +242,9 @@ def compare_engines(
         comparison[column] = comparison[column].astype(float)
     comparison["group"] = comparison["group"].astype(int)
     comparison.attrs.update(label_a=label_a, label_b=label_b)
+    # what timed each side (a CPU's layer times are not a GPU's), and on which CPU, for the figures
+    comparison.attrs["sources"] = sorted({str(s) for t in (a, b) for s in t.get("source", []) if isinstance(s, str)})
+    comparison.attrs["measured_on"] = sorted({t.attrs["measured_on"] for t in (a, b) if t.attrs.get("measured_on")})
     comparison.attrs["totals"] = totals_of_comparison(comparison)
     return comparison
 

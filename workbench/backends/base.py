@@ -42,6 +42,7 @@ class BenchmarkResult:
     h2d_ms: float | None = None
     compute_ms: float | None = None
     d2h_ms: float | None = None
+    p10_ms: float | None = None  # with p90_ms, the spread a latency figure draws as error bars
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,7 +74,7 @@ class BenchmarkResult:
         lat = np.asarray(latencies_ms, dtype=float)
         if lat.size == 0:
             raise ValueError("no timed iterations: raise iterations or duration")
-        p90, p95, p99 = np.percentile(lat, [90, 95, 99])
+        p10, p90, p95, p99 = np.percentile(lat, [10, 90, 95, 99])
         mean = float(lat.mean())
         return cls(
             backend=backend,
@@ -82,6 +83,7 @@ class BenchmarkResult:
             batch_size=int(batch_size),
             mean_ms=mean,
             median_ms=float(np.median(lat)),
+            p10_ms=float(p10),
             p90_ms=float(p90),
             p95_ms=float(p95),
             p99_ms=float(p99),

@@ -85,13 +85,17 @@ def join_layer_errors(layer_table: pd.DataFrame, node_errors, *, sqnr_column: st
             "error_nodes": heads,
             "worst_node": worst["node"] if worst else None,
             "quantized": bool(hits),
+            "source": layer.get("source"),  # what timed it: a CPU's time is not a GPU's
         }
+        row.update({k: layer[k] for k in ("time_p10_ms", "time_p90_ms") if k in layer})  # the run-to-run spread
         for c in columns:
             row[c] = worst.get(c) if worst else math.nan
         rows.append(row)
     joined = pd.DataFrame(rows)
     joined.attrs["unmatched_nodes"] = sorted(set(frame["node"]) - seen)
     joined.attrs["source"] = layer_table.attrs.get("source")
+    joined.attrs.update({k: layer_table.attrs[k] for k in ("measured_on", "profile_iterations")
+                         if k in layer_table.attrs})
     return joined
 
 

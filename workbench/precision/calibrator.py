@@ -106,11 +106,20 @@ from workbench.precision.calib_reference import (
     prepare_for_calibration,
 )
 from workbench.precision.calib_run import (
+    MEMORY_BUDGET,
+    bounded_batch_size,
     count_samples,
     iter_batches,
     make_session,
     run_batches,
+    tensor_bytes_per_sample,
 )
+
+# Bytes a pass holds per byte of the calibrated tensors it reads (measured on PP-OCR's detector and
+# recognizer: ORT runs the added nodes after the model's, so each pass's copies are alive at once):
+# min/max reads the tensors as they are; |x| is a copy; the percentile tails' TopK and the full
+# histograms' bin arithmetic hold a few more.
+PASS_FACTORS = {"ranges": 1.0, "abs": 1.0, "tails": 2.0, "histograms": 3.0}
 
 # The public names this module has always offered; they live in the calib_* modules now.
 __all__ = [
@@ -132,6 +141,8 @@ class _Job:
         tensors: The calibrated tensors; ``sources`` those not derived from another one, whose
             derivation ``derived`` gives (see :func:`derivations`); ``types`` their element types.
         batch_size: Samples per run; ``num_samples`` the samples in all.
+        sample_bytes: Source tensor -> bytes one sample makes (empty when the batch is not bounded).
+        memory_budget: Bytes a run may hold (None: no bound).
         abs_hist: The histogram is of ``|x|`` (symmetric percentile).
         plan: The percentile tails pass 1 keeps, or None.
         histograms, progress, threads, exact: As :func:`calibrate` takes them.
@@ -145,6 +156,8 @@ class _Job:
     types: dict
     batch_size: int
     num_samples: int
+    sample_bytes: dict
+    memory_budget: int | None
     abs_hist: bool
     plan: TailPlan | None
     histograms: str
@@ -164,6 +177,7 @@ def calibrate(
     threads: int | None = None,
     histograms: str = "auto",
     exact: bool = False,
+    memory_budget: int | None = MEMORY_BUDGET,
 ) -> CalibrationResult:
     """Ranges of the model's calibrated tensors over the calibration samples, equal to ORT's.
 
@@ -175,7 +189,8 @@ def calibrate(
         options: A method name or :class:`CalibrationOptions`.
         op_types: Calibrate the tensors of these op types (ORT's ``op_types_to_calibrate``);
             None or empty for every node.
-        batch_size: Samples per run (a model with a fixed batch size uses that).
+        batch_size: The most samples per run (a model with a fixed batch size uses that); fewer
+            when a batch's calibrated tensors would take more than ``memory_budget`` bytes.
         progress: See :mod:`workbench.progress` (True or "tqdm": a bar; "log": log lines).
         threads: ORT intra-op threads (None: ORT's default).
         histograms: ``"auto"`` computes only what the ranges depend on; ``"full"`` also builds
@@ -183,6 +198,8 @@ def calibrate(
             ``hist_edges``, ``avg`` and ``std`` too.
         exact: Run with graph optimizations off, as ORT's calibrator does (ranges bit-equal to
             ORT's); the default False lets ORT optimize (faster; ranges equal to ~1e-6 relative).
+        memory_budget: Bytes of calibrated tensors (times each pass's :data:`PASS_FACTORS`) one
+            run may hold, measured on one sample; None for no bound. The ranges do not depend on it.
 
     Returns:
         The ranges and timings.
@@ -192,7 +209,7 @@ def calibrate(
     """
     started = time.perf_counter()
     job = _plan(model, calib, options, op_types=op_types, batch_size=batch_size, progress=progress,
-                threads=threads, histograms=histograms, exact=exact)
+                threads=threads, histograms=histograms, exact=exact, memory_budget=memory_budget)
     t0 = time.perf_counter()
     stats, named, extra = _range_pass(model, calib, job)
     pass_seconds = {"ranges": time.perf_counter() - t0}
@@ -216,12 +233,13 @@ def calibrate(
                              time.perf_counter() - started, pass_seconds, kept)
 
 
-def _plan(model, calib, options, *, op_types, batch_size, progress, threads, histograms, exact) -> _Job:
-    """Check the arguments and decide what the passes compute.
+def _plan(model, calib, options, *, op_types, batch_size, progress, threads, histograms, exact,
+          memory_budget) -> _Job:
+    """Check the arguments and decide what the passes compute, and in batches of what size.
 
     Args:
-        model, calib, options, op_types, batch_size, progress, threads, histograms, exact: As
-            :func:`calibrate` takes them.
+        model, calib, options, op_types, batch_size, progress, threads, histograms, exact,
+            memory_budget: As :func:`calibrate` takes them.
 
     Returns:
         The :class:`_Job`.
@@ -241,16 +259,26 @@ def _plan(model, calib, options, *, op_types, batch_size, progress, threads, his
         )
     derived = derivations(model, tensors)
     percentile_tails = options.method == "percentile" and histograms == "auto"
+    sources = [t for t in tensors if t not in derived]
+    abs_hist = options.method == "percentile" and bool(settings["symmetric"])
+    batch_size = fixed_batch_size(model) or max(1, int(batch_size))
+    sample_bytes = {}
+    if memory_budget is not None and batch_size > 1 and not fixed_batch_size(model) and count_samples(calib) > 1:
+        sample_bytes = tensor_bytes_per_sample(model, calib, sources)
+        factor = PASS_FACTORS["ranges"] + PASS_FACTORS["abs"] * abs_hist + PASS_FACTORS["tails"] * percentile_tails
+        batch_size = bounded_batch_size(batch_size, sample_bytes, factor, memory_budget)
     return _Job(
         options=options,
         settings=settings,
         tensors=tensors,
-        sources=[t for t in tensors if t not in derived],
+        sources=sources,
         derived=derived,
         types=tensor_types(model),
-        batch_size=fixed_batch_size(model) or max(1, int(batch_size)),
+        batch_size=batch_size,
         num_samples=count_samples(calib),
-        abs_hist=options.method == "percentile" and bool(settings["symmetric"]),
+        sample_bytes=sample_bytes,
+        memory_budget=memory_budget,
+        abs_hist=abs_hist,
         plan=plan_tails(tensors, derived, settings) if percentile_tails else None,
         histograms=histograms,
         progress=progress,
@@ -417,7 +445,11 @@ def _full_histograms(model, calib, names, job: _Job, stats: Stats, specs) -> tup
     hist_model = build_histogram_model(model, [specs[s] for s in sources])
     session = make_session(hist_model, optimized=not job.exact, threads=job.threads)
     fetch = [f"{PREFIX}_hist_{k}" for k in range(len(sources))]
-    per_batch, _ = run_batches(session, calib, job.batch_size, fetch, "calibration: histograms",
+    batch_size = job.batch_size
+    if job.sample_bytes:  # only the histogrammed tensors' arithmetic, at most the first pass's batch
+        hist_bytes = sum(job.sample_bytes.get(derived.get(s, (s, "same"))[0], 0) for s in sources)
+        batch_size = bounded_batch_size(batch_size, hist_bytes, PASS_FACTORS["histograms"], job.memory_budget)
+    per_batch, _ = run_batches(session, calib, batch_size, fetch, "calibration: histograms",
                                progress=job.progress)
     del session
     counts = {s: np.sum([b[j] for b in per_batch], axis=0, dtype=np.int64) for j, s in enumerate(sources)}

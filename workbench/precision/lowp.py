@@ -199,8 +199,53 @@ def to_float16(
             node_block_list=sorted(set(keep_nodes)),
         )
     fix_float_casts(converted)
+    _read_outputs_before_their_cast(converted, [o.name for o in work.graph.output
+                                                if o.type.tensor_type.elem_type == TensorProto.FLOAT])
     _cast_outer_scope_inputs(converted, outer_scope)
     return converted
+
+
+def _read_outputs_before_their_cast(model: onnx.ModelProto, float_outputs: Sequence[str]) -> int:
+    """Graph outputs stay float32, and float16 nodes that read one get it as float16 (in place).
+
+    onnxconverter-common's ``keep_io_types`` ends the producer of a graph output with a Cast to
+    float32 under the output's name, but a converted node that also reads that output inside
+    the graph (a recurrent state made from the output) keeps reading the name, now float32,
+    while its own outputs are float16; and a kept-FP32 producer's output gets a Cast to float16
+    and is declared float16. Either is an invalid graph. Here the outputs are declared float32
+    again, their Casts made float32, and each float16 reader gets a Cast of its own.
+
+    Args:
+        model: The converted model.
+        float_outputs: The graph outputs that were float32 before the conversion.
+
+    Returns:
+        How many outputs, Casts and inputs were changed.
+    """
+    graph = model.graph
+    outputs = set(float_outputs)
+    changed = 0
+    for value in graph.output:
+        if value.name in outputs and value.type.tensor_type.elem_type == TensorProto.FLOAT16:
+            value.type.tensor_type.elem_type = TensorProto.FLOAT
+            changed += 1
+    halves = {vi.name for vi in graph.value_info if vi.type.tensor_type.elem_type == TensorProto.FLOAT16}
+    nodes = []
+    for node in graph.node:
+        if node.op_type == "Cast" and node.output and node.output[0] in outputs and _cast_to(node) == TensorProto.FLOAT16:
+            next(a for a in node.attribute if a.name == "to").i = TensorProto.FLOAT
+            changed += 1
+        if any(o in halves for o in node.output):  # a float16 node: it reads outputs as float16
+            for i, name in enumerate(node.input):
+                if name in outputs:
+                    half = f"{name}__wb_fp16_for_{node.name}_{i}"
+                    nodes.append(helper.make_node("Cast", [name], [half], name=half, to=TensorProto.FLOAT16))
+                    node.input[i] = half
+                    changed += 1
+        nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return changed
 
 
 def _inputs_read_only_inside(model: onnx.ModelProto) -> list[str]:

@@ -87,7 +87,8 @@ from workbench.workspace import workspace_dir, write_atomic
 VARIANT_FORMAT = "trt-workbench.variant/1"
 
 __all__ = ["VARIANT_FORMAT", "Variant", "VariantError", "InvalidVariantError", "make_variant", "load_variant",
-           "list_variants", "variants_frame", "as_recipe", "resolve_tool", "tool_info", "variant_key", "sidecar_for"]
+           "list_variants", "variants_frame", "as_recipe", "resolve_tool", "tool_info", "variant_key", "sidecar_for",
+           "cache_key_of"]
 
 
 @dataclass
@@ -330,6 +331,24 @@ def make_variant(model, recipe, calib=None, *, workspace=None, progress: bool = 
     record = _record(target, built, emulation_path, validation=validation, started=started)
     write_atomic(sidecar_for(target.path), json.dumps(record, indent=2, default=_json_default) + "\n")
     return Variant(target.path, record, False, emulation_path)
+
+
+def cache_key_of(model, recipe, calib=None) -> str:
+    """The cache key of the variant :func:`make_variant` would make (or find), without making it.
+
+    What a sweep on a cluster looks its results-table rows up by before it sends a job: the key
+    names the same variant wherever it is made.
+
+    Args:
+        model, recipe, calib: As :func:`make_variant` takes them.
+
+    Returns:
+        The key (:func:`variant_key`).
+
+    Raises:
+        VariantError, RecipeError, InputDataError, ModelLoadError: As :func:`make_variant`.
+    """
+    return _target(model, recipe, calib, None).key
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,16 @@ from workbench._lazy import lazy_exports
 _EXPORTS = {
     "ModelPicker": "workbench.views.model_picker",
     "netron_view": "workbench.views.netron_view",
+    "ChunkedUpload": "workbench.views.upload",
+    "fusion_picked": "workbench.views.picked_steps",
+    "tradeoff_picked": "workbench.views.picked_steps",
     "EngineExplorer": "workbench.views.engine_explorer",
     "CalibrationPreview": "workbench.views.calibration_view",
     "DoctorExplorer": "workbench.views.doctor_widgets",
     "zoom_for": "workbench.views.doctor_widgets",
     "TradeoffExplorer": "workbench.views.tradeoff",
+    "DoctorApp": "workbench.views.apps",  # app mode (workbench app doctor / tradeoffs)
+    "TradeoffsApp": "workbench.views.apps",
     "tradeoff_figure": "workbench.views.tradeoff_figures",
     "write_html": "workbench.views.tradeoff_figures",
     "op_histogram_figure": "workbench.views.model_figures",

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from workbench.datasets.calibration_sets import CalibrationSet
+from workbench.views.figure_style import fit_labels
 from workbench.views.output import show_in
 
 MAX_SAMPLES = 32
@@ -85,7 +86,7 @@ def samples_figure(calib: CalibrationSet, n: int = 8, *, start: int = 0, input_n
         title=f"{name}: samples {indices[0]}-{indices[-1]} of {total} ({calib.source})",
         height=130 * rows + 90, margin=dict(l=10, r=10, t=70, b=10),
     )
-    return fig
+    return fit_labels(fig)
 
 
 class CalibrationPreview(widgets.VBox):

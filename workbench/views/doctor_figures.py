@@ -23,6 +23,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from workbench.tables.results import rows_to_frame
+from workbench.views.engine_figures import layer_time_spread, timer_name, timing_note
+from workbench.views.figure_style import fit_labels
 from workbench.views.tradeoff_figures import tradeoff_figure
 
 CAP_DB = 120.0
@@ -31,6 +33,7 @@ COLORS = {"fp32": "#1f77b4", "int8": "#ff7f0e", "fixed": "#2ca02c", "local": "#9
           "bad": "#d62728", "neutral": "#7f7f7f"}
 METHOD_COLORS = {"minmax": "#d62728", "entropy": "#9467bd", "percentile": "#2ca02c", "distribution": "#8c564b"}
 TEMPLATE = "plotly_white"
+CLIP_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot")
 
 
 def _cap(values) -> list:
@@ -93,7 +96,7 @@ def error_curve_figure(tensors, *, first_jump: str | None = None, title: str | N
                "ticktext": [_short(n, 24) for n in frame["node"]], "tickangle": -45},
         yaxis={"title": "SQNR (dB)"}, template=TEMPLATE, hovermode="closest", height=500,
         legend={"orientation": "h", "y": -0.45})
-    return fig
+    return fit_labels(fig)
 
 
 def histogram_figure(stats: Mapping[str, Any], clips: Mapping[str, float], *, tensor: str = "",
@@ -117,13 +120,18 @@ def histogram_figure(stats: Mapping[str, Any], clips: Mapping[str, float], *, te
     fig = go.Figure(go.Bar(x=centers, y=hist, width=np.diff(edges), name="FP32 values (calibration set)",
                            marker={"color": COLORS["fp32"]}, hovertemplate="%{x:.4g}: %{y}<extra></extra>"))
     low, high = float(edges[0]), float(edges[-1])
-    for method, clip in clips.items():
+    span = max(high, *clips.values()) - min(low, 0.0) if clips else high - low
+    for k, (method, clip, part, same) in enumerate(clip_lines(clips, tolerance=0.005 * span)):
         color = METHOD_COLORS.get(method, COLORS["neutral"])
-        fig.add_trace(go.Scatter(x=[clip, clip], y=[0, 1], yaxis="y2", mode="lines", name=f"{method} clip ±{clip:.4g}",
-                                 line={"color": color, "dash": "dash"}, hoverinfo="name"))
+        line = {"color": color, "dash": CLIP_DASHES[k % len(CLIP_DASHES)], "width": 2}
+        fig.add_trace(go.Scatter(x=[clip, clip], y=list(part), yaxis="y2", mode="lines", name=f"{method} clip ±{clip:.4g}",
+                                 line=line, hoverinfo="name", legendgroup=f"clip-{method}"))
+        if same and part[1] == 1.0:  # one note per set of coincident lines, over the top segment
+            fig.add_annotation(x=clip, y=1.0, yref="paper", yanchor="bottom", showarrow=False,
+                               text=" = ".join([method, *same]), font={"size": 10, "color": color})
         if -clip >= low - 1e-12 * max(1.0, abs(low)):
-            fig.add_trace(go.Scatter(x=[-clip, -clip], y=[0, 1], yaxis="y2", mode="lines", showlegend=False,
-                                     line={"color": color, "dash": "dash"}, hoverinfo="skip"))
+            fig.add_trace(go.Scatter(x=[-clip, -clip], y=list(part), yaxis="y2", mode="lines", showlegend=False,
+                                     line=line, hoverinfo="skip", legendgroup=f"clip-{method}"))
     fig.update_layout(
         title=f"Histogram of {_short(tensor, 60)} with calibration clipping ranges" if tensor else
         "Histogram with calibration clipping ranges",
@@ -131,7 +139,35 @@ def histogram_figure(stats: Mapping[str, Any], clips: Mapping[str, float], *, te
         yaxis={"title": "count", "type": "log" if log_y else "linear"},
         yaxis2={"overlaying": "y", "range": [0, 1], "visible": False},
         template=TEMPLATE, bargap=0, height=400, legend={"orientation": "h", "y": -0.2})
-    return fig
+    return fit_labels(fig)
+
+
+def clip_lines(clips: Mapping[str, float], *, tolerance: float = 0.0) -> list[tuple[str, float, tuple, list[str]]]:
+    """Where each method's clip line goes, so lines at (nearly) the same value do not hide each other.
+
+    Methods whose clips lie within ``tolerance`` of each other share the figure's height: each gets
+    its own stretch of it (stacked top to bottom), and its legend entry names the others.
+
+    Args:
+        clips: Method -> clipping magnitude.
+        tolerance: How close two clips are to count as one line on the figure (in the value's units).
+
+    Returns:
+        ``(method, clip, (y_from, y_to), same_as)`` per method, in ``clips``' order; ``y`` in 0..1 of the
+        plot's height, ``same_as`` the other methods on the same line.
+    """
+    groups: list[list[str]] = []
+    for method, clip in sorted(clips.items(), key=lambda kv: kv[1]):
+        if groups and abs(clip - clips[groups[-1][0]]) <= tolerance:
+            groups[-1].append(method)
+        else:
+            groups.append([method])
+    placed = {}
+    for group in groups:
+        for j, method in enumerate(group):
+            share = 1.0 / len(group)
+            placed[method] = ((1 - (j + 1) * share, 1 - j * share), [m for m in group if m != method])
+    return [(m, float(c), *placed[m]) for m, c in clips.items()]
 
 
 def distribution_figure(values: Mapping[str, np.ndarray], *, tensor: str = "", bins: int = 80,
@@ -195,7 +231,7 @@ def distribution_figure(values: Mapping[str, np.ndarray], *, tensor: str = "", b
     fig.update_yaxes(title_text="count", type="log", row=1, col=1)
     fig.update_xaxes(title_text="FP32 value", row=1, col=2)
     fig.update_yaxes(title_text="value", row=1, col=2)
-    return fig
+    return fit_labels(fig)
 
 
 def channel_ranges_figure(channel_amax: Sequence[float], *, title: str = "", per_tensor_clip: float | None = None,
@@ -226,7 +262,7 @@ def channel_ranges_figure(channel_amax: Sequence[float], *, title: str = "", per
     fig.update_layout(title=title or "Per-channel ranges", xaxis={"title": what}, yaxis={"title": "max |x|",
                                                                                        "type": "log"},
                       template=TEMPLATE, height=360, showlegend=False)
-    return fig
+    return fit_labels(fig)
 
 
 def sensitivity_figure(ranking: Sequence[Mapping], *, fix_exclude: Sequence[str] = ()) -> go.Figure:
@@ -261,7 +297,7 @@ def sensitivity_figure(ranking: Sequence[Mapping], *, fix_exclude: Sequence[str]
     fig.update_layout(title="Sensitivity ranking (layerwise pass; red: kept out of INT8 by the fix)",
                       xaxis={"title": "dB of local SQNR below the median quantized node"}, template=TEMPLATE,
                       height=max(300, 28 * len(rows) + 120), margin={"l": 280})
-    return fig
+    return fit_labels(fig)
 
 
 def _isnan(value) -> bool:
@@ -303,7 +339,7 @@ def before_after_figure(rows: Sequence[Mapping[str, Any]], *, target_top1: float
                       annotation_text="target", annotation_position="bottom left")
     what = "top-1" if y == "top1" else (frame["metric"].dropna().iloc[0] if frame["metric"].notna().any() else "metric")
     fig.update_layout(title=f"Before / after the fix: {what} vs ONNX Runtime CPU latency")
-    return fig
+    return fit_labels(fig)
 
 
 def calibration_size_figure(curve: Sequence[Mapping], *, fp32_accuracy: float | None = None, metric: str = "top1",
@@ -332,7 +368,7 @@ def calibration_size_figure(curve: Sequence[Mapping], *, fp32_accuracy: float | 
     fig.update_layout(title=f"{label[0].upper() + label[1:]} against calibration-set size",
                       xaxis={"title": "calibration samples", "type": "log"},
                       yaxis={"title": f"{label} ({unit})" if unit else label}, template=TEMPLATE, height=360)
-    return fig
+    return fit_labels(fig)
 
 
 def search_figure(steps: Sequence[Mapping], *, naive_accuracy: float | None = None,
@@ -371,7 +407,7 @@ def search_figure(steps: Sequence[Mapping], *, naive_accuracy: float | None = No
     fig.update_layout(title="Fix search: each full evaluation (green: within target)",
                       xaxis={"title": "evaluation", "dtick": 1},
                       yaxis={"title": f"{label} ({unit})" if unit else label}, template=TEMPLATE, height=360)
-    return fig
+    return fit_labels(fig)
 
 
 def layer_error_figure(joined: pd.DataFrame, *, sqnr_column: str = "local_sqnr_db") -> go.Figure:
@@ -391,12 +427,14 @@ def layer_error_figure(joined: pd.DataFrame, *, sqnr_column: str = "local_sqnr_d
         raise ValueError("no profiled layer runs a node with an error; profile the engine and give node errors "
                          "keyed by the ONNX node names its layers list.")
     fig = go.Figure(go.Scatter(
-        x=rows["time_ms"], y=_cap(rows[sqnr_column]), mode="markers",
+        x=rows["time_ms"], y=_cap(rows[sqnr_column]), mode="markers", error_x=layer_time_spread(rows),
         marker={"size": 10, "color": _cap(rows[sqnr_column]), "colorscale": "RdYlGn", "showscale": True,
                 "colorbar": {"title": "dB"}},
         text=[f"{_short(n, 60)}<br>worst node {w}" for n, w in zip(rows["name"], rows["worst_node"])],
         hovertemplate="%{text}<br>%{x:.4f} ms<br>%{y:.1f} dB<extra></extra>"))
-    fig.update_layout(title="Engine layers: time vs quantization error of the nodes they run",
-                      xaxis={"title": "layer time (ms)"}, yaxis={"title": "worst local SQNR (dB)"},
+    note = timing_note(joined)
+    fig.update_layout(title="Engine layers: time vs quantization error of the nodes they run"
+                      + (f"<br><sup>{note}</sup>" if note else ""),
+                      xaxis={"title": f"{timer_name(joined)} layer time (ms)"}, yaxis={"title": "worst local SQNR (dB)"},
                       template=TEMPLATE, height=420)
-    return fig
+    return fit_labels(fig)

@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
@@ -33,6 +34,7 @@ from workbench.analysis.fusion import (
     node_edges,
     node_to_layer,
 )
+from workbench.views.figure_style import fit_labels
 
 PROFILE_HINT = (
     "profile the engine first (engine.profile(inputs) for ONNX Runtime, or "
@@ -51,6 +53,13 @@ PRECISION_COLORS = {
     UNKNOWN: "#9e9e9e",
 }
 OTHER_PRECISION_COLORS = plotly.colors.qualitative.Safe
+BACKEND_TIMERS = {  # what a backend's (or a layer table source's) time is a time of
+    "onnxruntime": "ONNX Runtime CPU",
+    "tensorrt": "TensorRT GPU",
+    "trt-json": "TensorRT GPU (imported)",
+    "triton": "Triton-served",
+}
+CPU_NOISE_NOTE = "CPU per-layer times swing from run to run: compare bars only well beyond their spread"
 LAYER_COLORS = plotly.colors.qualitative.Dark24 + plotly.colors.qualitative.Light24
 FOLDED_COLOR = "#c8c8c8"
 EDGE_COLOR = "#b0b0b0"
@@ -179,6 +188,39 @@ def layer_hover(row: Any) -> str:
 # Time figures
 
 
+def timer_name(table: pd.DataFrame) -> str:
+    """What timed a layer table: ``"ONNX Runtime CPU"``, ``"TensorRT GPU"``... from its ``source`` column."""
+    sources = sorted({str(s) for s in table.get("source", pd.Series(dtype=object)) if isinstance(s, str)})
+    return " and ".join(BACKEND_TIMERS.get(s, s) for s in sources) or "measured"
+
+
+def timing_note(table: pd.DataFrame) -> str:
+    """Where and how steadily a table was timed: the CPU, the runs, and the noise warning on a CPU."""
+    facts = []
+    if table.attrs.get("measured_on"):
+        facts.append(f"on {table.attrs['measured_on']}")
+    if table.attrs.get("profile_iterations"):
+        facts.append(f"{table.attrs['profile_iterations']} profiled runs")
+    if "time_p10_ms" in table.columns:
+        facts.append("bars: p10–p90 of the runs")
+    if "onnxruntime" in set(table.get("source", pd.Series(dtype=object))):
+        facts.append(CPU_NOISE_NOTE)
+    return "; ".join(facts)
+
+
+def layer_time_spread(rows: pd.DataFrame) -> dict | None:
+    """Error bars from p10 to p90 around each layer's mean time (None where the source has no spread)."""
+    if "time_p10_ms" not in rows.columns or "time_p90_ms" not in rows.columns:
+        return None
+    mean = rows["time_ms"].to_numpy(dtype=float)
+    low = pd.to_numeric(rows["time_p10_ms"], errors="coerce").to_numpy(dtype=float)
+    high = pd.to_numeric(rows["time_p90_ms"], errors="coerce").to_numpy(dtype=float)
+    # a skewed layer's mean can sit outside p10-p90: the bar then only spans to the far side
+    return dict(type="data", symmetric=False, array=np.clip(high - mean, 0, None).tolist(),
+                arrayminus=np.clip(mean - low, 0, None).tolist(), thickness=1, width=2, color="#444444")
+
+
+
 def layer_time_bar(table: pd.DataFrame, top: int | None = None) -> go.Figure:
     """Horizontal bars of time per layer, slowest on top, colored by precision.
 
@@ -214,19 +256,23 @@ def layer_time_bar(table: pd.DataFrame, top: int | None = None) -> go.Figure:
                 y=subset["label"].tolist(),
                 marker_color=precision_color(label, labels),
                 marker_pattern_shape=[INSERTED_PATTERN if i else "" for i in subset["inserted"]],
+                error_x=layer_time_spread(subset),
                 hovertext=[layer_hover(r) for r in subset.itertuples(index=False)],
                 hoverinfo="text",
             )
         )
     order = rows["label"].tolist()[::-1]  # plotly lists horizontal categories bottom-up
-    title = f"Time per layer ({len(rows)} of {len(table)} layers, sum {rows['time_ms'].sum():.4f} ms)"
+    title = (f"Time per layer, {timer_name(table)} ({len(rows)} of {len(table)} layers, "
+             f"sum {rows['time_ms'].sum():.4f} ms)")
     if untimed:
         title += f"; {untimed} without a time"
-    if rows["inserted"].any():
-        title += "<br><sup>hatched: inserted by the engine (no ONNX node)</sup>"
+    notes = [n for n in (timing_note(table), "hatched: inserted by the engine (no ONNX node)"
+                         if rows["inserted"].any() else "") if n]
+    if notes:
+        title += "<br><sup>" + "<br>".join(notes) + "</sup>"
     fig.update_layout(
         title=title,
-        xaxis_title="mean time per inference (ms)",
+        xaxis_title=f"{timer_name(table)} mean time per inference (ms)",
         yaxis=dict(
             categoryorder="array",
             categoryarray=order,
@@ -236,11 +282,11 @@ def layer_time_bar(table: pd.DataFrame, top: int | None = None) -> go.Figure:
         ),
         legend_title="precision",
         barmode="overlay",
-        height=max(320, 22 * len(rows) + 140),
-        margin=dict(l=20, r=20, t=70, b=50),
+        height=max(320, 22 * len(rows) + 160),
+        margin=dict(l=20, r=20, t=100, b=50),
         template="plotly_white",
     )
-    return fig
+    return fit_labels(fig)
 
 
 def time_treemap(table: pd.DataFrame) -> go.Figure:
@@ -288,11 +334,12 @@ def time_treemap(table: pd.DataFrame) -> go.Figure:
         )
     )
     fig.update_layout(
-        title=f"Layer time by type ({total:.4f} ms summed over {len(rows)} layers)",
-        margin=dict(l=10, r=10, t=50, b=10),
+        title=f"Layer time by type, {timer_name(table)} ({total:.4f} ms summed over {len(rows)} layers)"
+        + (f"<br><sup>{timing_note(table)}</sup>" if timing_note(table) else ""),
+        margin=dict(l=10, r=10, t=70, b=10),
         height=520,
     )
-    return fig
+    return fit_labels(fig)
 
 
 def _percent(part: float, total: float) -> float:
@@ -383,15 +430,19 @@ def time_by_precision(table: pd.DataFrame, kind: str = "bar") -> go.Figure:
                        text=[f"{s:.1f}%" for s in times["share"]], textposition="outside",
                        hovertext=hover, hoverinfo="text")
     fig = go.Figure(trace)
+    notes = [n for n in (timing_note(table),) if n]
+    if len(labels) == 1:  # one bar compares nothing: say why there is only one
+        notes.append(f"every timed layer ran in {labels[0]}: nothing to compare across precisions here")
     fig.update_layout(
-        title=f"Layer time per precision ({times['time_ms'].sum():.4f} ms summed)",
+        title=f"Layer time per precision, {timer_name(table)} ({times['time_ms'].sum():.4f} ms summed)"
+        + ("<br><sup>" + "<br>".join(notes) + "</sup>" if notes else ""),
         xaxis_title="precision" if kind == "bar" else None,
-        yaxis_title="summed mean time per inference (ms)" if kind == "bar" else None,
-        height=380,
-        margin=dict(l=50, r=20, t=50, b=50),
+        yaxis_title=f"{timer_name(table)} summed mean time per inference (ms)" if kind == "bar" else None,
+        height=400,
+        margin=dict(l=50, r=20, t=90, b=50),
         template="plotly_white",
     )
-    return fig
+    return fit_labels(fig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,7 +565,7 @@ def fusion_graph(table: pd.DataFrame, model: Any) -> go.Figure:
     _add_edges(fig, nodes, edges, positions, layer_of, colors)
     _add_node_traces(fig, nodes, positions, layer_of, status_of, groups, colors)
     _layout_fusion_graph(fig, table, per_node, positions)
-    return fig
+    return fit_labels(fig)
 
 
 def _add_edges(fig, nodes, edges, positions, layer_of, colors) -> None:
@@ -722,13 +773,21 @@ def compare_figure(comparison: pd.DataFrame, *, hide_zero: bool = True, top: int
     )
     fig.update_layout(
         title=_comparison_title(comparison, label_a, label_b),
-        xaxis_title=f"time difference {label_b} - {label_a} (ms per inference)",
+        xaxis_title=f"{_comparison_timer(comparison)} time difference {label_b} - {label_a} (ms per inference)",
         yaxis=dict(categoryorder="array", categoryarray=labels[::-1], autorange=True),
         height=max(340, 22 * len(rows) + 160),
         margin=dict(l=20, r=20, t=90, b=50),
         template="plotly_white",
     )
-    return fig
+    return fit_labels(fig)
+
+
+def _comparison_timer(comparison: pd.DataFrame) -> str:
+    """What timed the two engines of a comparison (``ONNX Runtime CPU``...), with the CPU, from its attrs."""
+    sources = comparison.attrs.get("sources") or []
+    timer = " and ".join(BACKEND_TIMERS.get(s, s) for s in sources) or "layer"
+    cpus = comparison.attrs.get("measured_on") or []
+    return timer + (f" ({', '.join(cpus)})" if cpus else "")
 
 
 def _speed_words(ratio: float, label_a: str, label_b: str) -> str:
@@ -751,5 +810,6 @@ def _comparison_title(comparison: pd.DataFrame, label_a: str, label_b: str) -> s
         f"{_speed_words(totals['ratio'], label_a, label_b)}"
         f"<br><sup>matched groups {totals['matched_a']:.4f} → {totals['matched_b']:.4f} ms; "
         f"unmatched {totals['unmatched_a']:.4f} ms in {label_a}, {totals['unmatched_b']:.4f} ms in "
-        f"{label_b}; green: {label_b} faster, hatched: unmatched</sup>"
+        f"{label_b}; green: {label_b} faster, hatched: unmatched"
+        + ("<br>" + CPU_NOISE_NOTE if "onnxruntime" in (comparison.attrs.get("sources") or []) else "") + "</sup>"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from workbench.model.summary import ModelSummary
+from workbench.views.figure_style import fit_labels
 
 
 def op_histogram_figure(summary: ModelSummary, top: int = 25) -> go.Figure:
@@ -42,4 +43,4 @@ def op_histogram_figure(summary: ModelSummary, top: int = 25) -> go.Figure:
         margin=dict(l=50, r=20, t=50, b=80),
         template="plotly_white",
     )
-    return fig
+    return fit_labels(fig)

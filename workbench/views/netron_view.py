@@ -121,39 +121,61 @@ def netron_view(model, height: int = 600):
     """A widget showing ``model`` in Netron, with a button that closes the view and the server.
 
     Args:
-        model: A path or a :class:`workbench.model.LoadedModel`.
+        model: A path, a :class:`workbench.model.LoadedModel`, or a model picker (anything with
+            ``model`` and ``on_change``): the view then shows the picked model and follows the
+            picker, restarting Netron on each newly picked model.
         height: Height of the view in pixels.
 
     Returns:
-        An ``ipywidgets.VBox``; its ``server`` attribute is the :class:`NetronServer`.
+        An ``ipywidgets.VBox``; its ``server`` attribute is the current :class:`NetronServer`.
     """
     import ipywidgets as widgets
 
-    path = getattr(model, "path", model)
-    server = NetronServer(path)
-    src = server.proxied_url()
-    frame = widgets.HTML(
-        f'<iframe src="{src}" title="Netron: {Path(path).name}" referrerpolicy="no-referrer" '
-        f'style="width:100%;height:{height}px;border:1px solid #ddd"></iframe>'
-    )
+    picker = model if callable(getattr(model, "on_change", None)) else None
+    frame = widgets.HTML()
+    caption = widgets.HTML()
     close = widgets.Button(description="Close Netron", icon="times", layout={"width": "160px"})
-    caption = widgets.HTML(
-        f"<small>Netron for <code>{Path(path).name}</code>, served on 127.0.0.1:{server.port} "
-        f"and shown through the Jupyter server at <code>{src}</code></small>"
-    )
     box = widgets.VBox([widgets.HBox([close, caption]), frame])
-    box.server = server
+    box.server = None
+
+    def show(shown) -> None:
+        path = Path(getattr(shown, "path", shown))
+        if box.server is not None:
+            box.server.stop()
+        box.server = NetronServer(path)
+        src = box.server.proxied_url()
+        frame.value = (
+            f'<iframe src="{src}" title="Netron: {path.name}" referrerpolicy="no-referrer" '
+            f'style="width:100%;height:{height}px;border:1px solid #ddd"></iframe>'
+        )
+        caption.value = (
+            f"<small>Netron for <code>{path.name}</code>, served on 127.0.0.1:{box.server.port} "
+            f"and shown through the Jupyter server at <code>{src}</code></small>"
+        )
+        close.disabled = False
+
+    if picker is None:
+        show(model)
+    elif picker.model is not None:
+        show(picker.model)
+    else:
+        frame.value = "<em>Pick a model to see it in Netron.</em>"
 
     def _close(_button):
-        server.stop()
+        if box.server is not None:
+            box.server.stop()
         frame.value = "<em>Netron view closed.</em>"
         close.disabled = True
 
     close.on_click(_close)
+    if picker is not None:
+        picker.on_change(lambda picked: None if close.disabled else show(picked))
     close_widget = box.close
 
     def _close_view():  # closing the widget (or its notebook output) stops the server too
-        server.stop()
+        if box.server is not None:
+            box.server.stop()
+        close.disabled = True
         close_widget()
 
     box.close = _close_view

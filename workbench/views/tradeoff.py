@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import importlib.util
 import json
+from copy import deepcopy
 from typing import Any, Callable, Mapping
 
 import ipywidgets as widgets
@@ -23,6 +24,7 @@ import plotly.graph_objects as go
 
 from workbench.errors import WorkbenchError
 from workbench.tables.results import ResultsTable, filter_frame
+from workbench.views.engine_figures import BACKEND_TIMERS
 from workbench.views.model_picker import error_html
 from workbench.views.output import show_in
 from workbench.views.tradeoff_figures import (
@@ -35,10 +37,15 @@ from workbench.views.tradeoff_figures import (
     _highlight,
     _number,
     _text,
+    interval_text,
     plotted_rows,
     tradeoff_figure,
 )
 from workbench.workflows.plan_save import plan_from_row, save_plan
+
+LEADING_BACKENDS = ("tensorrt", "trt-json")  # latencies of the deployment target, shown first when present
+
+HIDDEN_NOTE = "is hidden by the filters: selection cleared"
 
 # --------------------------------------------------------------------------------------------
 # The figure
@@ -48,6 +55,25 @@ from workbench.workflows.plan_save import plan_from_row, save_plan
 def figure_widget_available() -> bool:
     """Whether plotly's clickable ``FigureWidget`` can be made here (it needs ``anywidget``)."""
     return importlib.util.find_spec("anywidget") is not None
+
+
+def sync_figure_state(figure: go.FigureWidget) -> None:
+    """Make a FigureWidget's synced state the figure as it is now, so a view created later draws it.
+
+    plotly sends every change after a FigureWidget's creation (traces added or deleted, restyle,
+    relayout) as a one-off message that the browser's model applies to its copy of the figure, and
+    refreshes the synced copy (``_widget_data``/``_widget_layout``) only when the widget itself is
+    displayed. A FigureWidget inside a box (this explorer) is never displayed itself, and a model
+    whose code (anywidget's ES module) is still loading when the messages arrive misses them: the
+    view then draws the figure as it was at creation, empty (issue 12: notebook 06 in Chromium,
+    the explorer built, filtered and selected in one cell). Setting the synced copy after each
+    change sends the whole figure, which a late model and view start from.
+
+    Args:
+        figure: The widget (its private synced traits are plotly's own, set as its display does).
+    """
+    figure._widget_data = deepcopy(figure._data)
+    figure._widget_layout = deepcopy(figure._layout_obj._props)
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,6 +89,11 @@ class TradeoffExplorer(widgets.VBox):
             or None for the workspace's table.
         x, y, color, symbol: As :func:`tradeoff_figure`.
         figure_width: Width of the clickable figure in pixels (a FigureWidget keeps a fixed size).
+
+    The Backend filter starts on TensorRT where the results hold TensorRT rows (the deployment
+    target's latencies lead; ONNX Runtime's CPU latencies are one click away). A filter that
+    removes the selected variant clears the selection (details pane and callbacks included);
+    selecting a hidden variant by id widens the filters that hid it.
 
     Attributes:
         frame: All results (unfiltered).
@@ -148,7 +179,12 @@ class TradeoffExplorer(widgets.VBox):
             if hits.empty:
                 raise KeyError(f"no result with id {row_id!r}; ids: {self.frame['id'].tolist()[:20]}")
             self.selected = hits.iloc[0].to_dict()
-        self._show_selection()
+        if HIDDEN_NOTE in self.status.value:  # a new selection: the note about the dropped one is old news
+            self.status.value = ""
+        if self.selected is not None and self._widen_filters(self.selected):
+            self.redraw()  # a variant picked by id that the filters hid: show it, with its details
+        else:
+            self._show_selection()
         for callback in list(self._callbacks):
             callback(self.selected)
         return self.selected
@@ -205,6 +241,19 @@ class TradeoffExplorer(widgets.VBox):
         return [("model", self.model_dropdown), ("backend", self.backend_dropdown),
                 ("precision", self.precision_dropdown)]
 
+    def _widen_filters(self, row: Mapping[str, Any]) -> bool:
+        """Set to "(all)" each filter that hides ``row``; returns whether any changed."""
+        changed = False
+        self._updating = True
+        try:
+            for column, dropdown in self._filters():
+                value = dropdown.value
+                if value not in (None, ALL) and filter_frame(pd.DataFrame([row]), **{column: value}).empty:
+                    dropdown.value, changed = ALL, True
+        finally:
+            self._updating = False
+        return changed
+
     def refresh(self) -> None:
         """Re-read the results table (rows added since) and redraw; keeps the selection."""
         if self.table is not None:
@@ -220,7 +269,13 @@ class TradeoffExplorer(widgets.VBox):
         """Redraw the figure for the current filters and selection."""
         if self._updating:
             return
-        fig = tradeoff_figure(self.visible_frame(), self.x, self.y, self.color, self.symbol,
+        visible = self.visible_frame()
+        dropped = self.selected is not None and self.selected_id not in set(visible["id"].map(_text))
+        if dropped:  # the filters removed the selected variant: the details pane must not keep it
+            self.status.value = (f"<em>{html.escape(_text(self.selected.get('variant'), 'The selected variant'))} "
+                                 f"{HIDDEN_NOTE}.</em>")
+            self.selected = None
+        fig = tradeoff_figure(visible, self.x, self.y, self.color, self.symbol,
                               selected=self.selected_id)
         if self.interactive:
             with self.figure.batch_update():
@@ -229,6 +284,7 @@ class TradeoffExplorer(widgets.VBox):
                 self.figure.layout = fig.layout
                 # a FigureWidget does not stretch to its tab the way a static figure does
                 self.figure.layout.width = self.figure_width
+            sync_figure_state(self.figure)
             for trace in self.figure.data:
                 if trace.meta == VARIANTS:
                     trace.on_click(self._on_click)
@@ -237,6 +293,9 @@ class TradeoffExplorer(widgets.VBox):
             show_in(self._plot_out, fig)
         self._fill_variant_menu()
         self._show_details()
+        if dropped:
+            for callback in list(self._callbacks):
+                callback(None)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -256,6 +315,8 @@ class TradeoffExplorer(widgets.VBox):
             for column, dropdown in self._filters():
                 values = sorted({v for v in self.frame[column] if isinstance(v, str)})
                 current = dropdown.value
+                if current is None and column == "backend":  # first fill: TensorRT leads where it ran
+                    current = next((v for v in values if v in LEADING_BACKENDS), None)
                 dropdown.options = [ALL] + values
                 dropdown.value = current if current in dropdown.options else ALL
         finally:
@@ -285,6 +346,7 @@ class TradeoffExplorer(widgets.VBox):
                 if trace.meta == SELECTED:
                     with self.figure.batch_update():
                         trace.x, trace.y, trace.customdata = ring["x"], ring["y"], ring["customdata"]
+            sync_figure_state(self.figure)
             self._fill_variant_menu()
             self._show_details()
         else:
@@ -302,9 +364,13 @@ def details_html(row: Mapping[str, Any] | None) -> str:
     esc = html.escape
     recipe = row.get("recipe")
     recipe_text = json.dumps(recipe, indent=2, default=str) if isinstance(recipe, Mapping) else "–"
-    figures = [(AXIS_TITLES.get(c, c), _number(row.get(c), c)) for c in
-               ("top1", "top5", "top1_agreement", "min_cosine", "min_sqnr_db", "median_ms",
-                "p90_ms", "p99_ms", "throughput") if c in row]
+    figures = [(AXIS_TITLES.get(c, c), " ".join(filter(None, (_number(row.get(c), c), interval_text(row, c)))))
+               for c in ("top1", "top5", "top1_agreement", "min_cosine", "min_sqnr_db", "median_ms",
+                         "p10_ms", "p90_ms", "p99_ms", "throughput") if c in row]
+    if _finite(row.get("samples")):
+        figures.append(("evaluated samples", f"{int(row['samples'])}"))
+    if _text(row.get("backend"), "") in BACKEND_TIMERS:
+        figures.append(("latency measured by", BACKEND_TIMERS[_text(row.get("backend"))]))
     if _finite(row.get("metric_value")):  # the row's chosen metric, with its unit
         figures.insert(0, (_text(row.get("metric"), "metric"),
                            f"{row['metric_value']:.4g} {_text(row.get('metric_unit'), '')}".strip()))

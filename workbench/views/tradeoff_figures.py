@@ -7,22 +7,27 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import plotly.colors
 import plotly.graph_objects as go
 
 from workbench.tables.machine import MACHINE_COLUMN, machines_in
-from workbench.tables.results import pareto_front
+from workbench.tables.results import front_within_noise, pareto_front, wilson_interval
 from workbench.views.engine_figures import (
+    BACKEND_TIMERS,
     OTHER_PRECISION_COLORS,
     PRECISION_COLORS,
     UNKNOWN,
 )
+from workbench.views.figure_style import fit_labels
 from workbench.workspace import write_atomic
 
 VARIANTS = "variants"  # ``meta`` of the marker traces
 
-PARETO = "pareto"  # ``meta`` of the Pareto front trace
+PARETO = "pareto"  # ``meta`` of the Pareto front traces (one per model)
+
+PARETO_NOISE = "pareto-noise"  # ``meta`` of the front points the evaluation set cannot tell apart
 
 SELECTED = "selected"  # ``meta`` of the highlight trace
 
@@ -35,6 +40,7 @@ ALL = "(all)"
 AXIS_TITLES = {
     "median_ms": "median latency (ms)",
     "mean_ms": "mean latency (ms)",
+    "p10_ms": "p10 latency (ms)",
     "p90_ms": "p90 latency (ms)",
     "p99_ms": "p99 latency (ms)",
     "throughput": "throughput (samples/s)",
@@ -49,15 +55,20 @@ AXIS_TITLES = {
 
 FRACTION_COLUMNS = {"top1", "top5", "top1_agreement"}
 
-LOWER_IS_BETTER = {"median_ms", "mean_ms", "p90_ms", "p99_ms", "size_bytes"}
+LOWER_IS_BETTER = {"median_ms", "mean_ms", "p10_ms", "p90_ms", "p99_ms", "size_bytes"}
 
 # Columns whose values hold only on the machine that measured them: never mixed silently
-MACHINE_BOUND = {"median_ms", "mean_ms", "p90_ms", "p99_ms", "throughput"}
+MACHINE_BOUND = {"median_ms", "mean_ms", "p10_ms", "p90_ms", "p99_ms", "throughput"}
 
 EMPTY_HINT = ("No results with both values yet: evaluate and benchmark a variant, then "
               "ResultsTable().add(make_row(...)).")
 
 PARETO_COLOR = "#555555"
+
+# one per model, dark and apart from the precision colors of the markers (no blue, green, orange, red)
+FRONT_PALETTE = ("#4b3f8f", "#8c510a", "#01665e", "#762a83", "#333333", "#b35806")
+
+FRONT_DASHES = ("dash", "dot", "dashdot", "longdash")
 
 HIGHLIGHT_COLOR = "#000000"
 
@@ -110,6 +121,9 @@ def hover_text(row: Mapping[str, Any], x: str, y: str) -> str:
         f"{_row_title(row, x)}: {_number(row.get(x), x)}{_row_unit(row, x)}",
         f"{_row_title(row, y)}: {_number(row.get(y), y)}{_row_unit(row, y)}",
     ]
+    resolution = interval_text(row, y)
+    if resolution:
+        lines.append(resolution)
     for column in ("top5", "min_sqnr_db", "p99_ms"):
         if column not in (x, y) and _finite(row.get(column)):
             lines.append(f"{AXIS_TITLES.get(column, column)}: {_number(row.get(column), column)}")
@@ -117,6 +131,14 @@ def hover_text(row: Mapping[str, Any], x: str, y: str) -> str:
         lines.append(f"measured on: {html.escape(_text(row.get(MACHINE_COLUMN)))}")
     lines.append(f"id: {html.escape(_text(row.get('id'), ''))}")
     return "<br>".join(lines)
+
+
+def interval_text(row: Mapping[str, Any], column: str) -> str:
+    """``95 % interval 98.01–99.83 % (n = 360)`` for a fraction column of a row with a sample count, else ""."""
+    if column not in FRACTION_COLUMNS or not _finite(row.get(column)) or not _finite(row.get("samples")):
+        return ""
+    low, high = wilson_interval(row[column], row["samples"])
+    return f"95 % interval {low[0]:.2%}–{high[0]:.2%} (n = {int(row['samples'])})"
 
 
 def one_machine(rows: pd.DataFrame, x: str, y: str, machine: str | None = "auto",
@@ -195,7 +217,7 @@ def tradeoff_figure(
     selected: str | None = None,
     machine: str | None = "auto",
 ) -> go.Figure:
-    """Accuracy vs latency: one marker per variant, the Pareto front as a step line.
+    """Accuracy vs latency: one marker per variant, each model's Pareto front as a step line.
 
     Args:
         frame: Results (:meth:`workbench.tables.results.ResultsTable.frame`); rows missing
@@ -213,10 +235,16 @@ def tradeoff_figure(
             else the one with most rows; a machine label; None to plot every machine anyway.
 
     Returns:
-        A figure whose traces carry ``meta``: ``"pareto"`` (the front, drawn first),
-        ``"variants"`` (one trace per color group, ``customdata`` = row ids, ``hovertext`` =
-        recipe/calibration/method), ``"symbol-legend"`` (legend entries for symbols, no points)
-        and ``"selected"`` (the highlight ring, empty when nothing is selected or visible).
+        A figure whose traces carry ``meta``: ``"pareto"`` (one front per model, in the model's
+        color, drawn first: variants of different models never share a front),
+        ``"pareto-noise"`` (front points whose accuracy gain over the next faster front point is
+        inside the evaluation set's 95 % interval), ``"variants"`` (one trace per color group,
+        ``customdata`` = row ids, ``hovertext`` = recipe/calibration/method; ``error_y`` = the
+        Wilson interval of a fraction axis from the row's ``samples``, ``error_x`` = the
+        p10-p90 spread of a median latency), ``"symbol-legend"`` (legend entries for symbols,
+        no points) and ``"selected"`` (the highlight ring, empty when nothing is selected).
+        A latency axis is titled with the backend that measured it (ONNX Runtime CPU,
+        TensorRT GPU...) and the machine.
 
     Raises:
         TypeError, ValueError: Not a DataFrame, or a named column is missing.
@@ -224,15 +252,123 @@ def tradeoff_figure(
     _check_frame(frame, ["id", x, y, color, symbol])
     rows, shown_machine, other_machines = one_machine(plotted_rows(frame, x, y), x, y, machine, selected)
     fig = go.Figure()
-    front = pareto_front(rows, x, y, minimize_x=x in LOWER_IS_BETTER or x not in AXIS_TITLES,
-                         maximize_y=y not in LOWER_IS_BETTER)
-    # Along the front (best x first) each step buys y with x: the best y reachable for a given
-    # x stays flat until the next front point, hence "hv".
-    fig.add_trace(go.Scatter(
-        x=front[x].tolist(), y=front[y].tolist(), mode="lines", line_shape="hv",
-        line=dict(color=PARETO_COLOR, dash="dash", width=1.5), name="Pareto front",
-        hoverinfo="skip", meta=PARETO,
-    ))
+    noisy = _add_fronts(fig, rows, x, y)
+    _add_variants(fig, rows, x, y, color, symbol)
+    fig.add_trace(go.Scatter(**_highlight(rows, x, y, selected)))
+    titles = {axis: metric_axis_title(rows) for axis in (x, y) if axis == "metric_value"}
+    titles.update({axis: latency_axis_title(rows, axis) for axis in (x, y) if axis in MACHINE_BOUND})
+    if y in FRACTION_COLUMNS:
+        titles[y] = accuracy_axis_title(rows, y)
+    models = sorted({_text(m) for m in rows["model"]}) if "model" in rows.columns else []
+    _layout(fig, x, y, shown=len(rows), total=len(frame) - other_machines, color=color, titles=titles, models=models)
+    if shown_machine is not None:
+        fig.layout.title.text += f" on {shown_machine}" + (
+            f" ({other_machines} from other machines not shown: pick one with machine=)" if other_machines else "")
+    if noisy:
+        fig.layout.title.text += (f"<br><sup>{noisy} front step{'s' if noisy != 1 else ''} within the evaluation "
+                                  "set's noise (95 % interval): the faster variant is as accurate as far as "
+                                  "this data can tell</sup>")
+    if y in FRACTION_COLUMNS and len(rows):  # an accuracy axis never leaves 0-100 %
+        low, high = _fraction_extent(rows, y)
+        pad = max(0.1 * (high - low), 0.005)
+        fig.update_yaxes(range=[max(0.0, low - pad), min(1.0, high + pad)])
+    return fit_labels(fig)
+
+
+def accuracy_axis_title(rows: pd.DataFrame, y: str) -> str:
+    """A fraction axis's title, saying its bars are the 95 % interval from the number of samples."""
+    counts = sorted({int(n) for n in rows.get("samples", pd.Series(dtype=float)) if _finite(n) and n > 0})
+    if not counts:
+        return AXIS_TITLES.get(y, y)
+    n = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    return f"{AXIS_TITLES.get(y, y)}<br><sup>bars: 95 % interval from n = {n} samples</sup>"
+
+
+def _fraction_extent(rows: pd.DataFrame, y: str) -> tuple[float, float]:
+    """The lowest and highest value a fraction axis must show: the points and their intervals."""
+    values = rows[y].to_numpy(dtype=float)
+    low, high = accuracy_bounds(rows, y)
+    return (float(np.concatenate([values, low[np.isfinite(low)]]).min()),
+            float(np.concatenate([values, high[np.isfinite(high)]]).max()))
+
+
+def accuracy_bounds(rows: pd.DataFrame, y: str) -> tuple[np.ndarray, np.ndarray]:
+    """The 95 % Wilson interval of each row's fraction ``y`` from its ``samples`` (NaN where unknown)."""
+    samples = rows["samples"] if "samples" in rows.columns else pd.Series(np.nan, index=rows.index)
+    return wilson_interval(rows[y].to_numpy(dtype=float), samples.to_numpy())
+
+
+def _error_y(part: pd.DataFrame, y: str) -> dict | None:
+    """Error bars of a fraction: the Wilson interval from the number of evaluated samples."""
+    if y not in FRACTION_COLUMNS:
+        return None
+    low, high = accuracy_bounds(part, y)
+    values = part[y].to_numpy(dtype=float)
+    return dict(type="data", symmetric=False, array=_or_none(high - values), arrayminus=_or_none(values - low),
+                thickness=1, width=3, visible=True)
+
+
+def _error_x(part: pd.DataFrame, x: str) -> dict | None:
+    """Error bars of a median latency: p10 to p90 of the timed runs (p90 alone where p10 was not recorded)."""
+    if x != "median_ms" or "p90_ms" not in part.columns:
+        return None
+    median = part[x].to_numpy(dtype=float)
+    p10 = part["p10_ms"].to_numpy(dtype=float) if "p10_ms" in part.columns else np.full(len(part), np.nan)
+    return dict(type="data", symmetric=False, array=_or_none(part["p90_ms"].to_numpy(dtype=float) - median),
+                arrayminus=_or_none(median - p10), thickness=1, width=3, visible=True)
+
+
+def _or_none(values: np.ndarray) -> list:
+    """Plain floats, None where missing (plotly draws no bar there)."""
+    return [float(v) if math.isfinite(v) else None for v in np.asarray(values, dtype=float)]
+
+
+def _add_fronts(fig: go.Figure, rows: pd.DataFrame, x: str, y: str) -> int:
+    """One Pareto front per model, in the model's color; returns how many front steps are within noise."""
+    models = rows["model"].map(_text) if "model" in rows.columns else pd.Series("", index=rows.index)
+    names = sorted(set(models))
+    colors = front_colors(names)
+    noisy = 0
+    for k, model in enumerate(names):
+        front = pareto_front(rows[models == model], x, y,
+                             minimize_x=x in LOWER_IS_BETTER or x not in AXIS_TITLES,
+                             maximize_y=y not in LOWER_IS_BETTER)
+        label = "Pareto front" if len(names) == 1 else f"Pareto front ({model})"
+        # Along the front (best x first) each step buys y with x: the best y reachable for a given
+        # x stays flat until the next front point, hence "hv".
+        fig.add_trace(go.Scatter(
+            x=front[x].tolist(), y=front[y].tolist(), mode="lines", line_shape="hv", name=label,
+            line=dict(color=colors[model], dash=FRONT_DASHES[k % len(FRONT_DASHES)], width=1.5),
+            legendgroup=f"front-{model}", hoverinfo="skip", meta=PARETO, customdata=front["id"].map(_text).tolist(),
+        ))
+        if y not in FRACTION_COLUMNS:
+            continue
+        within = front[front_within_noise(front, y).to_numpy()]
+        noisy += len(within)
+        if len(within):
+            fig.add_trace(go.Scatter(
+                x=within[x].tolist(), y=within[y].tolist(), mode="markers",
+                name=f"within noise of a faster variant{'' if len(names) == 1 else f' ({model})'}",
+                legendgroup=f"front-{model}", meta=PARETO_NOISE, customdata=within["id"].map(_text).tolist(),
+                marker=dict(symbol="diamond-open", size=18, color=colors[model], line=dict(width=1.5)),
+                hovertext=[f"{_text(r.get('variant'), 'variant')}: {_number(r.get(y), y)} is inside the 95 % "
+                           f"interval of the faster front point ({int(r['samples'])} samples)"
+                           for r in within.to_dict("records")],
+                hovertemplate="%{hovertext}<extra></extra>",
+            ))
+    return noisy
+
+
+def front_colors(models: Sequence[str]) -> dict[str, str]:
+    """A color per model for its Pareto front: a palette apart from the precision colors of the markers."""
+    if len(models) == 1:
+        return {models[0]: PARETO_COLOR}
+    return {m: FRONT_PALETTE[k % len(FRONT_PALETTE)] for k, m in enumerate(sorted(models))}
+
+
+def _add_variants(fig: go.Figure, rows: pd.DataFrame, x: str, y: str, color: str | None,
+                  symbol: str | None) -> None:
+    """The variants' markers (one trace per color group, with error bars) and the symbol legend."""
     groups = rows[color].map(_text) if color else pd.Series("variants", index=rows.index)
     symbols_of = rows[symbol].map(_text) if symbol else pd.Series("", index=rows.index)
     symbol_map = group_symbols(symbols_of.tolist())
@@ -245,6 +381,7 @@ def tradeoff_figure(
             customdata=part["id"].map(_text).tolist(),
             hovertext=[hover_text(r, x, y) for r in part.to_dict("records")],
             hovertemplate="%{hovertext}<extra></extra>",
+            error_x=_error_x(part, x), error_y=_error_y(part, y),
             marker=dict(color=colors[value], size=11, line=dict(color="white", width=1),
                         symbol=[symbol_map[s] for s in symbols_of[groups == value]]),
         ))
@@ -254,18 +391,38 @@ def tradeoff_figure(
                 x=[None], y=[None], mode="markers", name=f"{symbol}: {value}", meta=SYMBOL_LEGEND,
                 marker=dict(color="#888888", symbol=mark, size=10), hoverinfo="skip",
             ))
-    fig.add_trace(go.Scatter(**_highlight(rows, x, y, selected)))
-    titles = {axis: metric_axis_title(rows) for axis in (x, y) if axis == "metric_value"}
-    models = sorted({_text(m) for m in rows["model"]}) if "model" in rows.columns else []
-    _layout(fig, x, y, shown=len(rows), total=len(frame) - other_machines, color=color, titles=titles, models=models)
-    if shown_machine is not None:
-        fig.layout.title.text += f" on {shown_machine}" + (
-            f" ({other_machines} from other machines not shown: pick one with machine=)" if other_machines else "")
-    if y in FRACTION_COLUMNS and len(rows):  # an accuracy axis never leaves 0-100 %
-        low, high = float(rows[y].min()), float(rows[y].max())
-        pad = max(0.1 * (high - low), 0.005)
-        fig.update_yaxes(range=[max(0.0, low - pad), min(1.0, high + pad)])
-    return fig
+
+
+def latency_axis_title(rows: pd.DataFrame, column: str) -> str:
+    """A latency axis's title: what measured it (ONNX Runtime CPU, TensorRT GPU...), on which machine.
+
+    A CPU's latency is not a GPU's: the axis says which backend timed the points, the machine
+    (the rows' ``machine`` column, with the CPU model where rows recorded their ``hardware``) and,
+    for a median, that the bars span p10 to p90 of the timed runs.
+    """
+    backends = sorted({_text(b, "") for b in rows.get("backend", pd.Series(dtype=object))} - {""},
+                      key=lambda b: (b != "tensorrt", b))  # TensorRT leads where it ran
+    what = " and ".join(BACKEND_TIMERS.get(b, b) for b in backends) or "measured"
+    title = f"{what} {AXIS_TITLES.get(column, column)}"
+    if column in LOWER_IS_BETTER:
+        title += " — lower is better"
+    where = _machines_text(rows)
+    extra = [where] if where else []
+    if column == "median_ms" and "p90_ms" in rows.columns:
+        extra.append("bars: p10–p90 of the timed runs")
+    return title + (f"<br><sup>{'; '.join(extra)}</sup>" if extra else "")
+
+
+def _machines_text(rows: pd.DataFrame) -> str:
+    """``on box-3 (Intel Xeon ...)``, the machine(s) the rows were timed on ("" when not recorded)."""
+    machines = machines_in(rows[MACHINE_COLUMN]) if MACHINE_COLUMN in rows.columns else []
+    cpus = sorted({h.get("cpu") for h in rows.get("hardware", pd.Series(dtype=object))
+                   if isinstance(h, Mapping) and h.get("cpu")})
+    if not machines and not cpus:
+        return "machine not recorded"
+    text = "on " + (", ".join(machines) or "this machine")
+    return text + (f" ({', '.join(cpus)})" if cpus else "")
+
 
 def _highlight(rows: pd.DataFrame, x: str, y: str, selected: str | None) -> dict:
     """The highlight trace's properties: a ring around the selected row, if it is plotted."""
@@ -286,13 +443,13 @@ def _layout(fig: go.Figure, x: str, y: str, *, shown: int, total: int, color: st
         title += f" ({total - shown} without {x} or {y} not shown)"
     fig.update_layout(
         title=title,
-        xaxis_title=titles.get(x, AXIS_TITLES.get(x, x)) + (" — lower is better" if x in LOWER_IS_BETTER else ""),
+        xaxis_title=titles.get(x) or AXIS_TITLES.get(x, x) + (" — lower is better" if x in LOWER_IS_BETTER else ""),
         yaxis_title=titles.get(y, AXIS_TITLES.get(y, y)),
         yaxis_tickformat=".2%" if y in FRACTION_COLUMNS else None,
         legend_title_text=color or "",
         template="plotly_white",
         height=460,
-        margin=dict(l=70, r=20, t=60, b=60),
+        margin=dict(l=70, r=20, t=70, b=60),
         clickmode="event",
         hovermode="closest",
     )

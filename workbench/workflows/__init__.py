@@ -54,6 +54,15 @@ _EXPORTS = {
     "TritonEngine": "workbench.workflows.triton.perf",
     "triton_perf": "workbench.workflows.triton.perf",
     "perf_rows": "workbench.workflows.triton.perf",
+    "Picked": "workbench.workflows.picked",
+    "PickedData": "workbench.workflows.picked",
+    "data_for": "workbench.workflows.picked",
+    "describe_picked": "workbench.workflows.picked",
+    "check_picked": "workbench.workflows.picked",
+    "latency_picked": "workbench.workflows.picked",
+    "precision_picked": "workbench.workflows.picked",
+    "doctor_picked": "workbench.workflows.picked",
+    "tradeoff_rows": "workbench.workflows.picked",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

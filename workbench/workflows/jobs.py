@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from workbench.datasets.arrays import SPEC_KEY, spec_array
 from workbench.errors import WorkbenchError
 from workbench.model.fingerprint import file_sha256, model_files, sha256_files
 from workbench.tables.machine import machine_facts, machine_label
@@ -178,7 +179,7 @@ def _arrays_hash(arrays: Mapping[str, np.ndarray]) -> str:
 
 
 def arrays_ref(arrays: Mapping[str, np.ndarray], labels: np.ndarray | None = None, *, name: str = "arrays",
-               shown: str | None = "arrays") -> FileRef:
+               shown: str | None = "arrays", sample_axes: Mapping[str, int | None] | None = None) -> FileRef:
     """In-memory arrays as a content-addressed ``.npz`` in the workspace (written once), and its reference.
 
     Args:
@@ -186,6 +187,9 @@ def arrays_ref(arrays: Mapping[str, np.ndarray], labels: np.ndarray | None = Non
         labels: Saved as ``labels`` when given.
         name: The file's name prefix (``<name>-<hash>.npz``).
         shown: What rows name the data by (``"arrays"``, as for in-memory data in this process).
+        sample_axes: The data description (input -> sample axis, or None for an input fed as it
+            is), saved as the ``__spec__`` entry so that the worker batches the data as this
+            process does; ``{}``/None with every input batched along axis 0 saves none.
 
     Returns:
         The :class:`FileRef` of ``<workspace>/blobs/<name>-<hash16>.npz``.
@@ -193,6 +197,8 @@ def arrays_ref(arrays: Mapping[str, np.ndarray], labels: np.ndarray | None = Non
     content = {k: np.asarray(v) for k, v in arrays.items()}
     if labels is not None:
         content["labels"] = np.asarray(labels)
+    if sample_axes and any(axis != 0 for axis in sample_axes.values()):  # the default layout keeps old hashes
+        content[SPEC_KEY] = spec_array(sample_axes)
     path = workspace_dir(BLOBS) / f"{name}-{_arrays_hash(content)[:16]}.npz"
     if not path.is_file():
         buffer = io.BytesIO()

@@ -40,8 +40,13 @@ import numpy as np
 
 from workbench.backends import tensorrt_status
 from workbench.backends.tensorrt.recipe import load_recipe
-from workbench.datasets.arrays import load_labelled
-from workbench.datasets.calibration_sets import load_calibration_set
+from workbench.datasets.arrays import (
+    load_data,
+    load_labelled,
+    num_samples,
+    select_samples,
+)
+from workbench.datasets.calibration_sets import from_arrays, load_calibration_set
 from workbench.errors import WorkbenchError
 from workbench.model import load_model
 from workbench.model.fingerprint import model_sha256
@@ -150,6 +155,8 @@ class Plan:
         build_recipe: TensorRT build recipe (preset name or resolved ``.json`` path), or None.
         doctor: ``{"target_drop", "variant", "layerwise_samples"}`` when the doctor should run.
         profile_layers: Profile per-layer time of each variant.
+        scheduler: The Dask scheduler (``tcp://HOST:PORT``) the measurements and the doctor's
+            evaluations run on, or None (this process); ``workbench run --scheduler`` wins over it.
     """
 
     path: Path | None
@@ -173,6 +180,7 @@ class Plan:
     build_recipe: str | None
     doctor: dict | None
     profile_layers: bool
+    scheduler: str | None = None
 
     def line(self, *path) -> int | None:
         """The line of a key path in the plan file."""
@@ -206,6 +214,7 @@ class Plan:
             "build_recipe": self.build_recipe,
             "doctor": self.doctor,
             "profile_layers": self.profile_layers,
+            "scheduler": self.scheduler,
         }
 
 
@@ -286,6 +295,7 @@ def plan_from_data(data: Any, *, base=None, lines: Mapping[tuple, int] | None = 
         build_recipe=_build_recipe(base, data.get("build_recipe")),
         doctor=None,
         profile_layers=bool(data.get("profile_layers", True)),
+        scheduler=data.get("scheduler"),
     )
     plan.gates, gate_problems = _gates(plan, data.get("gates") or {})
     problems += gate_problems
@@ -440,18 +450,20 @@ def variant_calibration(plan: Plan, spec: VariantSpec):
     """The calibration data a variant is made from: the plan's file, minus dropped samples.
 
     Returns:
-        None (no calibration), the ``.npz`` path, or a dict of arrays when samples are dropped.
+        None (no calibration), the ``.npz`` path, or a CalibrationSet (with the file's sample
+        axes) when samples are dropped.
     """
     uses = spec.recipe.needs_calibration or spec.recipe.precision == "fp16"  # fp16: its range safeguard
     if plan.calibration is None or not uses:
         return None
     if not spec.drop_calibration_samples:
         return plan.calibration
-    with np.load(plan.calibration) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    count = next(iter(arrays.values())).shape[0]
-    keep = np.setdiff1d(np.arange(count), np.asarray(spec.drop_calibration_samples))
-    return {k: v[keep] for k, v in arrays.items() if k != "labels"}
+    data = load_data(plan.calibration, what="calibration")  # its description says where the samples are
+    keep = np.setdiff1d(np.arange(num_samples(data.inputs, data.sample_axes)),
+                        np.asarray(spec.drop_calibration_samples))
+    kept = select_samples(data.inputs, keep, data.sample_axes)
+    return from_arrays(kept, source=f"{plan.calibration} without samples {list(spec.drop_calibration_samples)}",
+                       sample_axes=data.sample_axes)
 
 
 def validate_plan(plan: Plan) -> PlanFacts:

@@ -21,6 +21,8 @@ import yaml
 from workbench.errors import WorkbenchError
 from workbench.precision.calibrator import METHODS
 from workbench.precision.recipe import HIGH_PRECISIONS, PRECISIONS, TOOLS, Recipe
+from workbench.workflows.cluster import check_address
+from workbench.workflows.jobs import ClusterError
 from workbench.workflows.plan_metric import metric_names
 
 PLAN_VERSION = 1
@@ -204,6 +206,7 @@ PLAN_SCHEMA: dict = {
         "report": {"type": ["string", "null"]},
         "junit": {"type": ["string", "null"]},
         "results": {"type": ["string", "null"]},
+        "scheduler": {"type": ["string", "null"]},
     },
     "required": ["model", "evaluation", "variants"],
     "additionalProperties": False,
@@ -326,7 +329,20 @@ def schema_problems(data: Any, lines: Mapping[tuple, int] | None = None) -> list
             continue
         path, message = _describe(error)
         problems.append(Problem(key_text(path), message, line_of(lines, path)))
+    problems += _scheduler_problems(data, lines)
     return list(dict.fromkeys(problems))  # jsonschema reports a missing key once per missing key
+
+
+def _scheduler_problems(data: Any, lines: Mapping[tuple, int]) -> list[Problem]:
+    """``scheduler:`` must be a Dask scheduler's address (``tcp://HOST:PORT``); reaching it is the run's job."""
+    value = data.get("scheduler") if isinstance(data, dict) else None
+    if not isinstance(value, str):
+        return []  # absent, null, or a wrong type the schema already names
+    try:
+        check_address(value)
+    except ClusterError as err:
+        return [Problem("scheduler", str(err), line_of(lines, ("scheduler",)))]
+    return []
 
 
 def _describe(error: jsonschema.ValidationError) -> tuple[tuple, str]:

@@ -7,6 +7,13 @@ command, and a note that no engine was built), benchmarks it on each backend, pr
 per-layer time, runs the INT8 doctor when the plan asks, checks the gates, and adds one results
 row per (variant, backend) to the results table.
 
+On a Dask cluster (``client=``, ``workbench run --scheduler``, or the plan's ``scheduler:``) the
+measurements the results table lacks go to the workers as jobs of one submission
+(:mod:`workbench.workflows.sweep_jobs`), and so do the doctor's evaluations; the variants are
+still made here (their hashes key the results table; a worker's copy must hash the same). Each
+entry says where and when it was measured (``worker``, ``host``, ``machine``, ``started``,
+``finished``; ``worker`` is None in process).
+
 Resuming: a measurement is keyed by the variant file's hash, the backend and every measurement
 setting; a key already in the results table is taken from there instead of measured again, so an
 interrupted run picks up where it stopped (``remeasure=True`` measures anyway).
@@ -17,6 +24,7 @@ The report (HTML) is rendered above this layer (:mod:`workbench.reports`) from t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from workbench import __version__
 from workbench.analysis.accuracy import DEFAULT_ATOL, DEFAULT_RTOL
@@ -41,6 +49,7 @@ from workbench.progress import resolve_progress
 from workbench.tables.machine import cpu_name
 from workbench.tables.results import ResultsTable, tool_versions
 from workbench.workflows.build import build_command
+from workbench.workflows.cluster import connect, open_runner
 from workbench.workflows.doctor import doctor_command
 from workbench.workflows.gates import (
     check_gates,
@@ -48,6 +57,7 @@ from workbench.workflows.gates import (
     junit_xml,
     tolerance_for,
 )
+from workbench.workflows.jobs import ClusterError, JobError, in_process_facts, utc_now
 from workbench.workflows.plan import (
     Plan,
     PlanError,
@@ -59,7 +69,8 @@ from workbench.workflows.plan import (
     variant_calibration,
 )
 from workbench.workflows.plan_metric import accuracy_drop, metric_value, plan_metric
-from workbench.workflows.sweep import measure_variant
+from workbench.workflows.sweep import measure_part, measure_variant
+from workbench.workflows.sweep_jobs import MeasureItem, measure_items
 from workbench.workspace import write_atomic
 
 LOGGER = logging.getLogger("workbench")
@@ -68,6 +79,8 @@ JUNIT_MARKER = 'name="trt-workbench run"'
 BASELINE_NAME = "fp32-reference"
 PROFILE_ITERATIONS = 10
 METRIC_COLUMNS = ("top1", "top5", "top1_agreement", "min_cosine", "min_sqnr_db")
+# Where and when a measurement ran (the Dask worker's address, None in process; its host and machine).
+WHERE_COLUMNS = ("worker", "host", "machine", "started", "finished")
 
 
 @dataclass
@@ -124,7 +137,9 @@ class RunResult:
         Returns:
             ``passed``, ``gates`` (``{gate, variant, backend, value, limit, passed, ...}``),
             ``variants`` (``name``, ``precision``, ``recipe``, ``file``, the metric values,
-            ``median_ms``, ``p99_ms``, ``throughput``, ``backend``, ...), ``baseline`` (the FP32
+            ``median_ms``, ``p99_ms``, ``throughput``, ``backend``, where and when it was measured:
+            ``worker`` (None in process), ``host``, ``machine``, ``started``, ``finished``, ...),
+            ``baseline`` (the FP32
             reference's entries), ``report``, ``junit``, ``environment``, ``plan``, ``model``,
             ``metric``, ``tensorrt``, ``doctor``, ``results``, ``warnings``, ``seconds``.
         """
@@ -238,7 +253,8 @@ def run_environment() -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def run_plan(plan, *, facts: PlanFacts | None = None, remeasure: bool = False, progress: Any = None) -> RunResult:
+def run_plan(plan, *, facts: PlanFacts | None = None, remeasure: bool = False, progress: Any = None,
+             client: Any = None) -> RunResult:
     """Run every step of a plan and check its gates.
 
     Args:
@@ -246,17 +262,45 @@ def run_plan(plan, *, facts: PlanFacts | None = None, remeasure: bool = False, p
         facts: :func:`validate_plan`'s result when the caller already validated the plan.
         remeasure: Measure again even when the results table holds this exact measurement.
         progress: See :mod:`workbench.progress` (the CLI passes ``"log"``: lines on stderr).
+        client: Where the measurements and the doctor's evaluations run: None (the plan's
+            ``scheduler:``, else this process), a scheduler address (``tcp://HOST:PORT``), a
+            ``dask.distributed.Client`` or a runner (:mod:`workbench.workflows.cluster`). The
+            variants are made here too (their hashes key the results table); the TensorRT build
+            step and the per-layer profile run here.
 
     Returns:
         The :class:`RunResult` (``passed`` says whether every gate held).
 
     Raises:
         PlanError: The plan is invalid (nothing was run).
+        ClusterError: The scheduler cannot be used (nothing was run).
         WorkbenchError: A step failed on bad input (the message names it and the fix).
     """
     started, clock = datetime.now(timezone.utc), time.perf_counter()
     plan = plan if isinstance(plan, Plan) else load_plan(plan)
     facts = facts or validate_plan(plan)
+    with _open_runner(plan, client) as runner:
+        return _run(plan, facts, remeasure, progress, runner, started, clock)
+
+
+@contextlib.contextmanager
+def _open_runner(plan: Plan, client: Any) -> Iterator[Any]:
+    """The runner of ``client``, else of the plan's ``scheduler:`` (a problem there names its key and line)."""
+    if client is not None or not plan.scheduler:
+        with open_runner(client) as runner:
+            yield runner
+        return
+    try:
+        runner = connect(plan.scheduler)
+    except ClusterError as err:
+        raise PlanError([plan.problem(("scheduler",), str(err))], plan.path) from None
+    with runner:
+        yield runner
+
+
+def _run(plan: Plan, facts: PlanFacts, remeasure: bool, progress: Any, runner, started: datetime,
+         clock: float) -> RunResult:
+    """:func:`run_plan` once the plan is checked and the runner (None: this process) is open."""
     environment = run_environment()
     trt_problem = environment["tensorrt"]["problem"]
     backends = [b for b in plan.backends if b != "tensorrt" or trt_problem is None]
@@ -274,27 +318,24 @@ def run_plan(plan, *, facts: PlanFacts | None = None, remeasure: bool = False, p
     entries, builds, layers = [], {}, {}
     reporter = resolve_progress(progress)
     with reporter.task(f"run {plan.name}", total=len(specs) * (1 + len(backends)), unit="step") as task:
+        made = []
         for spec, in_plan in specs:
             task.update(0, f"{spec.name}: make the variant")
             variant = make_variant(facts.model, spec.recipe, variant_calibration(plan, spec), progress=False)
             builds[spec.name] = _build_step(plan, variant, trt_problem)
+            made.append((spec, in_plan, variant))
             task.update(1, f"{spec.name}: made ({'cached' if variant.cached else 'new'})")
+        remote = _measure_remote(context, runner, made, backends, progress) if runner is not None else {}
+        for spec, in_plan, variant in made:
             for backend in backends:
-                try:
-                    entry = _measure(context, spec, variant, backend, in_plan, builds[spec.name])
-                except WorkbenchError as err:
-                    if backend != "tensorrt":
-                        raise
-                    # A model TensorRT cannot build or run: its gates fail with the reason; the rest runs.
-                    entry = _entry(context, spec, variant, {}, backend, in_plan, builds[spec.name], False)
-                    entry.update(error=str(err), notes=f"not measured: {err}")
-                    warnings.append(f"{spec.name} on tensorrt: {err}")
+                entry = _measured_entry(context, spec, variant, backend, in_plan, builds[spec.name], warnings,
+                                        remote.get((spec.name, backend)))
                 entries.append(entry)
                 if plan.profile_layers and not entry.get("error"):
                     layers[(spec.name, backend)] = _profile(context, variant, entry, warnings)
                 task.update(1, f"{spec.name} on {backend}: {_headline(entry, facts.metric)}")
     _add_drops(entries, facts.metric)
-    doctor = _doctor(plan, facts, progress) if plan.doctor else None
+    doctor = _doctor(plan, facts, progress, runner) if plan.doctor else None
     gates = check_gates(plan.gates, entries, variants=[v.name for v in plan.variants], backends=plan.backends,
                         batch_sizes=plan.batch_sizes, skipped_backends=skipped)
     result = RunResult(plan, facts, entries, gates, builds, layers, doctor, environment, str(table.path),
@@ -303,6 +344,24 @@ def run_plan(plan, *, facts: PlanFacts | None = None, remeasure: bool = False, p
     LOGGER.info("run %s: %d gate(s), %d failed%s", plan.name, len(gates), len(failed),
                 "".join(f"\n  FAILED {g.name}: {g.message}" for g in failed))
     return result
+
+
+def _measured_entry(context: "_Context", spec: VariantSpec, variant, backend: str, in_plan: bool, build: dict,
+                    warnings: list, remote: dict | None) -> dict:
+    """One (variant, backend) entry: from the results table, the cluster's row, or measured here.
+
+    A TensorRT measurement that fails gives an entry with ``error`` (its gates fail with the
+    reason; the rest runs); any other failure is raised, here or from a worker alike.
+    """
+    try:
+        return _measure(context, spec, variant, backend, in_plan, build, remote)
+    except WorkbenchError as err:
+        if backend != "tensorrt":
+            raise
+        entry = _entry(context, spec, variant, {}, backend, in_plan, build, False)
+        entry.update(error=str(err), notes=f"not measured: {err}")
+        warnings.append(f"{spec.name} on tensorrt: {err}")
+        return entry
 
 
 @dataclass
@@ -341,24 +400,77 @@ def run_key(context: _Context, variant_sha: str, backend: str, atol: float, rtol
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _measure(context: _Context, spec: VariantSpec, variant, backend: str, in_plan: bool, build: dict) -> dict:
+def _settings(context: _Context, spec: VariantSpec, backend: str) -> dict:
+    """The measurement settings of (variant, backend): the plan's benchmark and the gates' tolerances."""
     plan = context.plan
     atol, rtol = tolerance_for(plan.gates, spec.name, backend) or (DEFAULT_ATOL, DEFAULT_RTOL)
+    bench = plan.benchmark
+    return dict(batch_sizes=plan.batch_sizes, iterations=bench["iterations"], warmup=bench["warmup"],
+                threads=bench["threads"], rounds=bench["rounds"], atol=atol, rtol=rtol)
+
+
+def _measure_remote(context: _Context, runner, made: list, backends: list[str], progress) -> dict:
+    """The measurements not in the results table, as jobs on ``runner``: ``(variant, backend) -> row``.
+
+    Each job makes (or reuses) the variant where it runs, by the same cache key as here, and
+    measures it (:func:`~workbench.workflows.sweep.measure_part`); rows come back with where
+    and when they were measured.
+    """
+    plan, items, keys = context.plan, [], set(context.measured)
+    for spec, _in_plan, variant in made:
+        for backend in backends:
+            settings = _settings(context, spec, backend)
+            key = run_key(context, variant.record["file"]["sha256"], backend, settings["atol"], settings["rtol"])
+            if key not in keys:  # once per key: a second variant with the same file takes the first's row
+                keys.add(key)
+                items.append(MeasureItem(plan.model, spec.recipe.to_dict(), variant_calibration(plan, spec),
+                                         plan.evaluation, backend, plan.model.stem, spec.name, settings))
+    if not items:
+        return {}
+    rows = measure_items(runner, items, job=measure_part, progress=progress)
+    return {(item.label, item.backend): row for item, row in zip(items, rows)}
+
+
+def _measure(context: _Context, spec: VariantSpec, variant, backend: str, in_plan: bool, build: dict,
+             remote: dict | None = None) -> dict:
+    plan = context.plan
+    settings = _settings(context, spec, backend)
     sha = variant.record["file"]["sha256"]
-    key = run_key(context, sha, backend, atol, rtol)
+    key = run_key(context, sha, backend, settings["atol"], settings["rtol"])
     row = context.measured.get(key)
     cached = row is not None
     if row is None:
-        bench = plan.benchmark
-        row = measure_variant(variant, plan.model.stem, plan.model, plan.evaluation, context.inputs,
-                              backend=backend, batch_sizes=plan.batch_sizes, iterations=bench["iterations"],
-                              warmup=bench["warmup"], threads=bench["threads"], rounds=bench["rounds"],
-                              atol=atol, rtol=rtol)
+        row = _remote_row(spec, backend, sha, remote) if remote is not None else _measure_here(
+            context, variant, backend, settings)
         row.update(variant=spec.name, run_key=key, plan=None if plan.path is None else str(plan.path),
                    variant_sha256=sha, source="workbench run")
         row["id"] = context.table.add(row)
         context.measured[key] = row
     return _entry(context, spec, variant, row, backend, in_plan, build, cached)
+
+
+def _measure_here(context: _Context, variant, backend: str, settings: dict) -> dict:
+    """:func:`measure_variant` in this process, the row noting where (no worker) and when."""
+    started, clock = utc_now(), time.perf_counter()
+    row = measure_variant(variant, context.plan.model.stem, context.plan.model, context.plan.evaluation,
+                          context.inputs, backend=backend, **settings)
+    return {**row, **in_process_facts(started, clock)}
+
+
+def _remote_row(spec: VariantSpec, backend: str, sha: str, row: dict) -> dict:
+    """A worker's row, checked: it measured without error, and the variant it made is the one made here.
+
+    Raises:
+        JobError: The job failed where it ran, or the worker's variant has other bytes.
+    """
+    where = f" on {row.get('worker')}" if row.get("worker") else ""
+    if row.get("error"):
+        raise JobError(f"{spec.name} on {backend}{where}: {row['error']}")
+    theirs = row.get("variant_sha256")
+    if theirs != sha:
+        raise JobError(f"{spec.name}: the variant made{where} has sha256 {str(theirs)[:12]}, not {sha[:12]} as "
+                       "made here; give the workers the same tool versions as this machine (see the row's versions).")
+    return dict(row)
 
 
 def _entry(context: _Context, spec: VariantSpec, variant, row: dict, backend: str, in_plan: bool,
@@ -389,6 +501,7 @@ def _entry(context: _Context, spec: VariantSpec, variant, row: dict, backend: st
         "model_mb": None if row.get("size_bytes") is None else row["size_bytes"] / 1e6,
         "variant_cached": variant.cached,
         "measured_cached": cached,
+        **{c: row.get(c) for c in WHERE_COLUMNS},
         "row_id": row.get("id"),
         "expected_sha256": expected,
         "reproduced": None if not expected else expected == record["file"]["sha256"],
@@ -454,14 +567,14 @@ def _profile(context: _Context, variant, entry: dict, warnings: list):
         return None
 
 
-def _doctor(plan: Plan, facts: PlanFacts, progress) -> dict:
+def _doctor(plan: Plan, facts: PlanFacts, progress, runner=None) -> dict:
     settings = plan.doctor
     recipe = None
     if settings.get("variant"):
         recipe = plan.variant(settings["variant"]).recipe.with_(name=None).to_dict()
     return doctor_command(plan.model, plan.calibration, plan.evaluation, target_drop=settings["target_drop"],
                           recipe=recipe, layerwise_samples=settings["layerwise_samples"],
-                          progress=progress if progress in (None, "log", "tqdm") else None)
+                          progress=progress if progress in (None, "log", "tqdm") else None, client=runner)
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from workbench.backends import get_backend, tensorrt_status
 from workbench.datasets.arrays import load_labelled
 from workbench.errors import WorkbenchError
 from workbench.model import load_model
-from workbench.precision.variants import Variant, as_recipe, make_variant
+from workbench.precision.variants import Variant, as_recipe, cache_key_of, make_variant
 from workbench.progress import resolve_progress
 from workbench.tables.results import make_row
 from workbench.workflows.cluster import open_runner
@@ -281,7 +281,8 @@ def measure_variants(
         table: A :class:`~workbench.tables.results.ResultsTable` to add the rows to, or None.
         remeasure: With a ``table``, a variant already measured there (same variant file, backend
             and batch sizes) is returned from the table instead of measured and added again, so
-            re-running a notebook does not duplicate rows; True measures and adds it anyway (here only).
+            re-running a notebook does not duplicate rows (on a cluster too: found by the variant's cache
+            key before any job is sent); True measures and adds it anyway.
         workspace: Folder for the variants (default: the workspace's ``variants``; each worker's on a cluster).
         progress: Show a progress bar over the grid (with a cluster, also the Dask dashboard's link).
         client: None to run here; a ``dask.distributed.Client`` or scheduler address to run there
@@ -309,8 +310,9 @@ def measure_variants(
     bench = dict(batch_sizes=batch_sizes, iterations=iterations, warmup=warmup, threads=threads, rounds=rounds,
                  metric=metric)
     if client is not None:
-        return _measure_on(client, model_path, name, recipes, calib, eval_data, backends=backends,
-                           settings={**bench, "workspace": workspace}, table=table, progress=progress)
+        return _measure_on(client, model_path, loaded, name, recipes, calib, eval_data, backends=backends,
+                           settings={**bench, "workspace": workspace}, table=table, measured=measured,
+                           progress=progress)
     rows = []
     with resolve_progress(progress).task(f"measure {name}", len(recipes) * len(backends), unit="variant") as task:
         for recipe in recipes:
@@ -318,7 +320,7 @@ def measure_variants(
             variant = make_variant(loaded, recipe, calib if _uses_calib(recipe) else None, workspace=workspace,
                                    progress=False)
             for backend in backends:
-                row = measured.get((str(variant.path), backend))
+                row = _already(measured, variant.record.get("key"), backend, path=variant.path)
                 if row is None:
                     row = _measure_here(variant, name, model_path, eval_data, inputs, backend, bench)
                     if table is not None:
@@ -386,15 +388,28 @@ def sweep_items(model, recipes, calib=None, eval_data=None, *, model_name: str |
                      settings=settings)
 
 
-def _measure_on(client, model_path: Path, name: str, recipes, calib, eval_data, *, backends, settings: dict,
-                table, progress) -> list[dict]:
-    """:func:`measure_variants` on a cluster: the grid as jobs (see :mod:`workbench.workflows.sweep_jobs`)."""
+def _measure_on(client, model_path: Path, loaded, name: str, recipes, calib, eval_data, *, backends, settings: dict,
+                table, measured: Mapping[tuple, dict], progress) -> list[dict]:
+    """:func:`measure_variants` on a cluster: the grid as jobs (see :mod:`workbench.workflows.sweep_jobs`).
+
+    A variant already measured in ``measured`` (found by its cache key, computed here without
+    making the variant) is taken from there, as in process; only the others become jobs.
+    """
     items = sweep_items(model_path, recipes, calib, eval_data, model_name=name, backends=backends, **settings)
-    with open_runner(client) as runner:
-        rows = measure_items(runner, items, job=measure_part, progress=progress)
-    for row in rows:
-        if table is not None and not row.get("error"):
-            row["id"] = table.add(row)
+    per_recipe = [cache_key_of(loaded, recipe, calib if _uses_calib(recipe) else None) if measured else None
+                  for recipe in recipes]
+    keys = [key for key in per_recipe for _ in backends]  # the items' order: recipe, then backend
+    found = [_already(measured, key, item.backend) for key, item in zip(keys, items)]
+    with open_runner(client) as runner:  # opened even when every row is found: a bad address is refused alike
+        todo = [item for item, row in zip(items, found) if row is None]
+        new = iter(measure_items(runner, todo, job=measure_part, progress=progress) if todo else [])
+    rows = []
+    for row in found:
+        if row is None:
+            row = next(new)
+            if table is not None and not row.get("error"):
+                row["id"] = table.add(row)
+        rows.append(row)
     return rows
 
 
@@ -419,11 +434,26 @@ def _measured_rows(table, batch_sizes: Sequence[int]) -> dict[tuple, dict]:
         batch_sizes: The sweep's batch sizes (order does not matter).
 
     Returns:
-        ``(variant file, backend) -> row`` (the last such row when there are several).
+        ``("path", variant file, backend) -> row`` and ``("key", variant cache key, backend) -> row``
+        (the last such row when there are several): a row measured on a cluster names the
+        worker's copy of the variant, found again by its cache key.
     """
     wanted = sorted(str(b) for b in batch_sizes)
-    return {(row.get("variant_path"), row.get("backend")): row
-            for row in table.load() if sorted(row.get("latency") or {}) == wanted}
+    found = {}
+    for row in table.load():
+        if sorted(row.get("latency") or {}) == wanted:
+            found[("path", row.get("variant_path"), row.get("backend"))] = row
+            if row.get("variant_key"):
+                found[("key", row["variant_key"], row.get("backend"))] = row
+    return found
+
+
+def _already(measured: Mapping[tuple, dict], key: str | None, backend: str, *, path=None) -> dict | None:
+    """The row of ``measured`` (:func:`_measured_rows`) for a variant (by file or cache key) on ``backend``."""
+    if not measured:
+        return None
+    row = measured.get(("path", str(path), backend)) if path is not None else None
+    return row if row is not None else measured.get(("key", key, backend))
 
 
 def rows_frame(rows: Sequence[Mapping[str, Any]], batch_sizes: Sequence[int] | None = None):

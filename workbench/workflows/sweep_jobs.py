@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from workbench.datasets.arrays import load_labelled
+from workbench.datasets.arrays import load_data
 from workbench.datasets.calibration_sets import CalibrationSet, load_calibration_set
 from workbench.progress import resolve_progress
 from workbench.workflows.jobs import (
@@ -93,9 +93,9 @@ def _data_ref(data, kind: str) -> FileRef:
         return FileRef.for_file(data)
     if kind == "calibration":
         calib = data if isinstance(data, CalibrationSet) else load_calibration_set(data)
-        return arrays_ref(calib.inputs, name="calibration", shown=calib.source)
-    inputs, labels, source = load_labelled(data, what=kind)
-    return arrays_ref(inputs, labels, name=kind, shown=source)
+        return arrays_ref(calib.inputs, name="calibration", shown=calib.source, sample_axes=calib.sample_axes)
+    loaded = load_data(data, what=kind)  # labels checked where the job evaluates
+    return arrays_ref(loaded.inputs, loaded.labels, name=kind, shown=loaded.source, sample_axes=loaded.sample_axes)
 
 
 def _jobs_for(item: MeasureItem, job: Callable, files: _Shipped | None, remote: bool, latency: bool) -> list[Job]:

@@ -12,6 +12,7 @@ import pandas as pd
 from workbench.backends.onnxruntime.layer_map import NCHWC_DOMAIN, map_to_original
 from workbench.backends.onnxruntime.session import CPU_PROVIDER, SOURCE
 from workbench.tables.engine_table import add_shares, make_layer_table, precision_of
+from workbench.tables.machine import cpu_name
 
 _ONNX_DTYPES = {
     onnx.TensorProto.FLOAT: "FP32",
@@ -255,6 +256,9 @@ def _observed_tensors(tensors: list[dict], observed: list | None) -> list[dict]:
 def join_profile(table: pd.DataFrame, events: list[dict], iterations: int) -> pd.DataFrame:
     """Add ``time_ms``, ``median_ms`` and ``share`` from an ORT trace to a layer table.
 
+    Rows also get ``time_p10_ms``/``time_p90_ms`` (the spread over the timed runs: per-layer CPU
+    times vary from run to run); ``attrs["measured_on"]`` names the CPU.
+
     Rows also get the provider as ``tactic`` and the runtime shapes the profiler recorded.
 
     Args:
@@ -274,7 +278,9 @@ def join_profile(table: pd.DataFrame, events: list[dict], iterations: int) -> pd
             row.update(time_ms=float("nan"), median_ms=float("nan"), share=float("nan"))
             warnings.append(f"layer {row['name']!r} has no profiler event")
             continue
-        row.update(time_ms=float(per_run.mean()), median_ms=float(np.median(per_run)), share=0.0)
+        p10, p90 = np.percentile(per_run, [10, 90])  # the run-to-run spread a figure draws
+        row.update(time_ms=float(per_run.mean()), median_ms=float(np.median(per_run)), share=0.0,
+                   time_p10_ms=float(p10), time_p90_ms=float(p90))
         event_args = args[row["name"]]
         row["tactic"] = event_args.get("provider", row["tactic"])
         row["inputs"] = _observed_tensors(row["inputs"], event_args.get("input_type_shape"))
@@ -282,7 +288,7 @@ def join_profile(table: pd.DataFrame, events: list[dict], iterations: int) -> pd
     unmatched = sorted(set(times) - set(table["name"]))
     if unmatched:
         warnings.append(f"profiler nodes with no matching layer: {unmatched}")
-    attrs = {**table.attrs, "warnings": warnings, "profile_iterations": int(len(run_ms)),
+    attrs = {**table.attrs, "warnings": warnings, "profile_iterations": int(len(run_ms)), "measured_on": cpu_name(),
              "end_to_end_ms": float(run_ms.mean()) if run_ms.size else float("nan"),
              "end_to_end_median_ms": float(np.median(run_ms)) if run_ms.size else float("nan")}
     return add_shares(make_layer_table(records, attrs))
