@@ -33,6 +33,12 @@ def test_the_command_serves_the_packaged_notebook_on_loopback_with_a_token(name)
     assert launch.url == f"http://127.0.0.1:{port}/?token=s3cret-token"
 
 
+def test_inside_a_container_the_app_listens_on_all_interfaces_still_with_a_token():
+    launch = prepare_app("tradeoffs", ip="0.0.0.0", port=_free_port(), token="s3cret-token")
+    assert "--Voila.ip=0.0.0.0" in launch.argv and "--Voila.token=s3cret-token" in launch.argv
+    assert launch.url.startswith("http://127.0.0.1:")  # the host reaches it through the mapped port
+
+
 def test_a_taken_port_moves_to_the_next_free_one():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

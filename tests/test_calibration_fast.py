@@ -8,6 +8,7 @@ import pytest
 from precision_traits import calibration_for, cnn
 
 from workbench.datasets.calibration_sets import from_npz
+from workbench.precision.calib_run import tensor_bytes_per_sample
 from workbench.precision.calibrator import (
     CalibrationError,
     CalibrationOptions,
@@ -197,3 +198,21 @@ def test_old_opsets_calibrate_to_ort_s_ranges(version, options):
     result = compare_ranges(ours.tensors_range, theirs)
     assert result["tensors"] == len(ours.tensors) >= 4 and not result["missing"]
     assert result["max_rel_diff"] <= 1e-6, result
+
+
+@pytest.mark.parametrize("method", ["minmax", "percentile", CalibrationOptions("entropy", num_bins=2048)],
+                         ids=["minmax", "percentile-tails", "entropy-full-histograms"])
+def test_batches_are_sized_to_the_memory_budget_and_ranges_do_not_change(method):
+    """A calibration graph holds every calibrated tensor of a batch at once: with a budget of three
+    samples' tensors the batch shrinks (to 1 where a pass holds copies), the ranges stay the same."""
+    model = prepare_for_calibration(onnx.load(str(sample_path("digits_cnn"))))
+    calib = from_npz(sample_data_path("digits_cnn", "calib"), ["input"])
+    free = calibrate(model, calib, method, batch_size=BATCH, progress=False, memory_budget=None)
+    tensors = select_tensors(model, None)
+    sources = [t for t in tensors if t not in derivations(model, tensors)]  # what the graph reduces
+    per_sample = sum(tensor_bytes_per_sample(model, calib, sources).values())
+    bounded = calibrate(model, calib, method, batch_size=BATCH, progress=False, memory_budget=3 * per_sample)
+    assert free.batch_size == BATCH
+    assert bounded.batch_size == (1 if method == "percentile" else 3)  # |x| and the tails: 4 bytes per byte
+    diff = compare_ranges(bounded.tensors_range, free.tensors_range)
+    assert diff["max_rel_diff"] <= 1e-6, diff

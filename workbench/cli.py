@@ -198,6 +198,8 @@ def cmd_lab(args):
 
 def _app_args(parser):
     parser.add_argument("app", choices=list(APPS), help="; ".join(f"{name}: {what}" for name, what in APPS.items()))
+    parser.add_argument("--ip", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 "
+                        "inside a container, still with a token)")
     parser.add_argument("--port", type=whole_number(1, 65535), default=DEFAULT_PORT,
                         help=f"port on 127.0.0.1 (default {DEFAULT_PORT}, next free if taken)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
@@ -205,7 +207,7 @@ def _app_args(parser):
 
 @command("app", "serve the doctor or the tradeoff explorer as a Voilà app (127.0.0.1, with a token)", _app_args)
 def cmd_app(args):
-    launch = prepare_app(args.app, port=args.port)
+    launch = prepare_app(args.app, ip=args.ip, port=args.port)
     if args.json:  # as `workbench lab --json`: what would run, without starting it
         return {"app": launch.app, "notebook": str(launch.notebook), "command": launch.argv, "url": launch.url}
     return run_app(launch, open_browser=not args.no_browser)
@@ -353,8 +355,9 @@ def cmd_bench(args):
 def _print_bench(args, data: dict):
     if args.json:
         return data
-    for key in ("mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms"):
-        print(f"{key:>12}: {data[key]:.4f}")
+    for key in ("mean_ms", "median_ms", "p10_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms"):
+        if data.get(key) is not None:  # p10_ms is absent from results made before it was recorded
+            print(f"{key:>12}: {data[key]:.4f}")
     print(f"{'throughput':>12}: {data['throughput']:.1f} samples/s (batch {data['batch_size']}, "
           f"{data['iterations']} runs)")
     return None

@@ -66,11 +66,12 @@ def voila_problem() -> str | None:
     return None
 
 
-def prepare_app(name: str, *, port: int = DEFAULT_PORT, token: str | None = None) -> AppLaunch:
+def prepare_app(name: str, *, ip: str = APP_IP, port: int = DEFAULT_PORT, token: str | None = None) -> AppLaunch:
     """The Voilà command line for app ``name`` on a free port of 127.0.0.1, and its URL with the token.
 
     Args:
         name: ``doctor`` or ``tradeoffs``.
+        ip: Address to listen on; 127.0.0.1 unless inside a container (as ``workbench lab``).
         port: First port to try; the first free one from there is used.
         token: Access token (see :func:`workbench.lab.resolve_token`).
 
@@ -86,20 +87,21 @@ def prepare_app(name: str, *, port: int = DEFAULT_PORT, token: str | None = None
     if problem:
         raise AppError(problem)
     token = resolve_token(token)
-    port = free_port(APP_IP, port)
-    argv = app_command(notebook, port=port, token=token)
-    return AppLaunch(app=name, notebook=notebook, argv=argv, url=f"http://{APP_IP}:{port}/?token={token}")
+    port = free_port(ip, port)
+    argv = app_command(notebook, ip=ip, port=port, token=token)
+    host = APP_IP if ip in ("0.0.0.0", "") else ip  # in a container: the host's mapped port
+    return AppLaunch(app=name, notebook=notebook, argv=argv, url=f"http://{host}:{port}/?token={token}")
 
 
-def app_command(notebook: Path, *, port: int, token: str) -> list[str]:
-    """The Voilà command line: ``notebook`` on 127.0.0.1 at exactly ``port``, guarded by ``token``.
+def app_command(notebook: Path, *, ip: str = APP_IP, port: int, token: str) -> list[str]:
+    """The Voilà command line: ``notebook`` on ``ip`` at exactly ``port``, guarded by ``token``.
 
     Returns:
         The argv list.
     """
     return [
         sys.executable, "-m", "voila", str(notebook),
-        f"--Voila.ip={APP_IP}",
+        f"--Voila.ip={ip}",
         f"--Voila.port={port}",
         "--Voila.port_retries=0",
         f"--Voila.token={token}",
