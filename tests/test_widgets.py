@@ -278,8 +278,11 @@ def test_engine_explorer_warns_when_engines_share_no_nodes():
     # nothing matched: every layer is a group of its own, -time for cnn's, +time for the
     # transformer's; the figure keeps the 40 largest
     bars = _assert_compare_tab_draws(explorer, "cnn", "transformer", groups=len(cnn) + len(transformer))
-    expected = sorted([-t for t in cnn["time_ms"]] + list(transformer["time_ms"]), key=abs, reverse=True)[:40]
-    assert sorted(bars["x"]) == sorted(expected)
+    pool = [-t for t in cnn["time_ms"]] + list(transformer["time_ms"])
+    expected = sorted(pool, key=abs, reverse=True)[:40]
+    # ties in |time| at the cut may keep either layer: compare magnitudes, and signs from the pool
+    assert sorted(map(abs, bars["x"])) == sorted(map(abs, expected))
+    assert all(pool.count(x) >= list(bars["x"]).count(x) for x in bars["x"])
     explorer.compare_b.value = "cnn"
     (note,) = _shown(explorer.compare_out)  # same engine twice: a note only
     assert "Pick two different engines" in note
