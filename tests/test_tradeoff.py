@@ -322,6 +322,7 @@ def test_front_steps_inside_the_interval_are_marked_within_noise():
     fig = tradeoff_figure(rows(360))
     (noise,) = _traces(fig, PARETO_NOISE)
     assert list(noise.customdata) == ["slow"] and "1 front step within" in fig.layout.title.text
+    assert "1 front step within" in fig.layout.meta["title_notes"]  # pages that retitle it keep the note
     assert front_within_noise(pareto_front(rows(360)), "top1").tolist() == [False, True]
     # the same one-image gap on a million samples is resolved
     assert not _traces(tradeoff_figure(rows(1_000_000)), PARETO_NOISE)

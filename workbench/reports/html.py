@@ -90,8 +90,10 @@ def report_figures(result: RunResult) -> dict:
     column = plan_metric(result.metric).column
     frame = _frame(result)
     tradeoff = tradeoff_figure(frame, x="median_ms", y=column, color="variant", symbol="backend")
+    notes = (tradeoff.layout.meta or {}).get("title_notes", "")  # the machine, front steps within noise
     tradeoff.update_layout(title=f"{AXIS_TITLES.get(column, column)} vs median latency at batch "
-                                 f"{result.plan.batch_sizes[0]}: {len(frame)} measurements, Pareto front dashed")
+                                 f"{result.plan.batch_sizes[0]}: {len(frame)} measurements, Pareto front dashed"
+                                 f"{notes}")
     layers = []
     for (name, backend), table in result.layers.items():
         if table is not None and "time_ms" in table and table["time_ms"].notna().any():

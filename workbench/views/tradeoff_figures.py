@@ -261,13 +261,16 @@ def tradeoff_figure(
         titles[y] = accuracy_axis_title(rows, y)
     models = sorted({_text(m) for m in rows["model"]}) if "model" in rows.columns else []
     _layout(fig, x, y, shown=len(rows), total=len(frame) - other_machines, color=color, titles=titles, models=models)
+    notes = ""  # kept apart in layout.meta too, for pages that retitle the figure (the run report)
     if shown_machine is not None:
-        fig.layout.title.text += f" on {shown_machine}" + (
+        notes += f" on {shown_machine}" + (
             f" ({other_machines} from other machines not shown: pick one with machine=)" if other_machines else "")
     if noisy:
-        fig.layout.title.text += (f"<br><sup>{noisy} front step{'s' if noisy != 1 else ''} within the evaluation "
-                                  "set's noise (95 % interval): the faster variant is as accurate as far as "
-                                  "this data can tell</sup>")
+        notes += (f"<br><sup>{noisy} front step{'s' if noisy != 1 else ''} within the evaluation "
+                  "set's noise (95 % interval): the faster variant is as accurate as far as "
+                  "this data can tell</sup>")
+    fig.layout.title.text += notes
+    fig.layout.meta = {"title_notes": notes}
     if y in FRACTION_COLUMNS and len(rows):  # an accuracy axis never leaves 0-100 %
         low, high = _fraction_extent(rows, y)
         pad = max(0.1 * (high - low), 0.005)

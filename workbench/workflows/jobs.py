@@ -207,12 +207,6 @@ def arrays_ref(arrays: Mapping[str, np.ndarray], labels: np.ndarray | None = Non
     return dataclasses.replace(FileRef.for_file(path), shown=shown)
 
 
-def load_arrays(path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` written by :func:`arrays_ref` (``labels`` included)."""
-    with np.load(path, allow_pickle=False) as archive:
-        return {key: archive[key] for key in archive.files}
-
-
 # --------------------------------------------------------------------------------------------
 # Jobs and their results
 # --------------------------------------------------------------------------------------------
