@@ -110,9 +110,7 @@ class ModelPicker(widgets.VBox):
         except (WorkbenchError, OSError) as err:
             message = str(err)
             if uploaded:
-                path.unlink(missing_ok=True)
-                message += f"\nThe upload was not kept ({path.name} removed from {path.parent})."
-                self.upload.note = f"{path.name} refused: not a model that loads"
+                message += _drop_upload(path, self.upload, "not a model that loads")
             if self.model is not None:
                 message += f"\n{self.model.path.name} stays loaded."
             self.status.value = error_html(message)
@@ -144,9 +142,7 @@ class ModelPicker(widgets.VBox):
         except (WorkbenchError, OSError) as err:
             message = str(err)
             if uploaded:
-                path.unlink(missing_ok=True)
-                message += f"\nThe upload was not kept ({path.name} removed from {path.parent})."
-                self.data_upload.note = f"{path.name} refused: it does not fit the model"
+                message += _drop_upload(path, self.data_upload, "it does not fit the model")
             self.data_status.value = error_html(message)
             return False
         self._data_choice = path
@@ -244,3 +240,14 @@ class ModelPicker(widgets.VBox):
 
     def _on_upload(self, path) -> None:
         self.load(path, uploaded=True)
+
+
+def _drop_upload(path: Path, upload, why: str) -> str:
+    """Delete a refused upload (a user's file never stays half-accepted) and note why on its widget.
+
+    Returns:
+        The sentence to add to the error message.
+    """
+    path.unlink(missing_ok=True)
+    upload.note = f"{path.name} refused: {why}"
+    return f"\nThe upload was not kept ({path.name} removed from {path.parent})."
