@@ -207,6 +207,15 @@ def start_lab(tmp: Path, root_dir: Path = NOTEBOOK_DIR, timeout: float = 90.0) -
         raise
 
 
+def playwright_sync_api():
+    """Playwright's sync API; a missing Playwright fails the browser tests, it never skips them."""
+    try:
+        from playwright import sync_api
+    except ImportError as err:  # a failure, not a skip: the browser tests are part of the suite
+        raise ImportError("playwright is missing: pip install -e '.[test]' (make test does)") from err
+    return sync_api
+
+
 def launch_chromium(playwright, user_data_dir: Path, viewport=(1400, 1000)):
     """A persistent Chromium context with a fresh profile in ``user_data_dir``."""
     executable = chromium_path()

@@ -36,15 +36,13 @@ from browser_support import (
     chromium_path,
     free_port,
     launch_chromium,
+    playwright_sync_api,
 )
 from test_browser import FIGURES_JS, VARIANT_POINTS_JS
 
 from workbench.doctor import teaching_case
 
-try:
-    from playwright import sync_api
-except ImportError as err:  # a failure, not a skip: the browser test is part of the suite
-    raise ImportError("playwright is missing: pip install -e '.[test]' (make test does)") from err
+sync_api = playwright_sync_api()
 
 START_TIMEOUT_S = 180  # the command prints its URL and Voilà answers
 LOAD_TIMEOUT_S = 150  # Voilà starts a kernel and runs the app's notebook

@@ -53,14 +53,12 @@ from browser_support import (
     REPO_ROOT,
     chromium_path,
     launch_chromium,
+    playwright_sync_api,
     start_lab,
 )
 from tiny_models import tiny_classifier
 
-try:
-    from playwright import sync_api
-except ImportError as err:  # a failure, not a skip: the browser test is part of the suite
-    raise ImportError("playwright is missing: pip install -e '.[test]' (make test does)") from err
+sync_api = playwright_sync_api()
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 DOCS_SCREENSHOT = REPO_ROOT / "docs" / "screenshots" / "00_tour.png"

@@ -188,10 +188,18 @@ def layer_hover(row: Any) -> str:
 # Time figures
 
 
+def timer_label(sources, default: str = "measured") -> str:
+    """What timed ``sources`` (backend or layer-table source names, in order): ``"ONNX Runtime CPU"``...
+
+    Returns:
+        The timers joined with "and", ``default`` when there are none.
+    """
+    return " and ".join(BACKEND_TIMERS.get(s, s) for s in sources) or default
+
+
 def timer_name(table: pd.DataFrame) -> str:
     """What timed a layer table: ``"ONNX Runtime CPU"``, ``"TensorRT GPU"``... from its ``source`` column."""
-    sources = sorted({str(s) for s in table.get("source", pd.Series(dtype=object)) if isinstance(s, str)})
-    return " and ".join(BACKEND_TIMERS.get(s, s) for s in sources) or "measured"
+    return timer_label(sorted({str(s) for s in table.get("source", pd.Series(dtype=object)) if isinstance(s, str)}))
 
 
 def timing_note(table: pd.DataFrame) -> str:
@@ -212,12 +220,33 @@ def layer_time_spread(rows: pd.DataFrame) -> dict | None:
     """Error bars from p10 to p90 around each layer's mean time (None where the source has no spread)."""
     if "time_p10_ms" not in rows.columns or "time_p90_ms" not in rows.columns:
         return None
-    mean = rows["time_ms"].to_numpy(dtype=float)
-    low = pd.to_numeric(rows["time_p10_ms"], errors="coerce").to_numpy(dtype=float)
-    high = pd.to_numeric(rows["time_p90_ms"], errors="coerce").to_numpy(dtype=float)
-    # a skewed layer's mean can sit outside p10-p90: the bar then only spans to the far side
-    return dict(type="data", symmetric=False, array=np.clip(high - mean, 0, None).tolist(),
-                arrayminus=np.clip(mean - low, 0, None).tolist(), thickness=1, width=2, color="#444444")
+    return spread_bars(rows["time_ms"], rows["time_p10_ms"], rows["time_p90_ms"], width=2, color="#444444")
+
+
+def spread_bars(center, low, high, **style) -> dict:
+    """Plotly error bars from ``low`` to ``high`` (p10 and p90 of timed runs) around ``center``.
+
+    Args:
+        center: The plotted times (a mean or a median), one per point.
+        low: Their p10s (NaN or None where not recorded: no bar below).
+        high: Their p90s.
+        style: Bar style (``width``, ``color``...).
+
+    Returns:
+        The ``error_x``/``error_y`` dict; a bar never points inward when a skewed point's center
+        sits outside p10-p90 (it then only spans to the far side); None where a bound is missing.
+    """
+    def floats(values):
+        return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+
+    center, low, high = floats(center), floats(low), floats(high)
+    return dict(type="data", symmetric=False, array=_clipped(high - center), arrayminus=_clipped(center - low),
+                thickness=1, **style)
+
+
+def _clipped(lengths: np.ndarray) -> list:
+    """Bar lengths of at least 0, None where missing (plotly draws no bar there)."""
+    return [max(float(v), 0.0) if math.isfinite(v) else None for v in lengths]
 
 
 
@@ -306,6 +335,7 @@ def time_treemap(table: pd.DataFrame) -> go.Figure:
     """
     rows = timed_rows(table, "time_treemap")
     total = float(rows["time_ms"].sum())
+    notes = timing_note(table)
     types = rows["type"].map(lambda t: UNKNOWN if t is None else str(t))
     ids, labels, parents, values, hover = ["all"], ["all layers"], [""], [0.0], [f"total {total:.4f} ms"]
     for layer_type in dict.fromkeys(types):
@@ -335,7 +365,7 @@ def time_treemap(table: pd.DataFrame) -> go.Figure:
     )
     fig.update_layout(
         title=f"Layer time by type, {timer_name(table)} ({total:.4f} ms summed over {len(rows)} layers)"
-        + (f"<br><sup>{timing_note(table)}</sup>" if timing_note(table) else ""),
+        + (f"<br><sup>{notes}</sup>" if notes else ""),
         margin=dict(l=10, r=10, t=70, b=10),
         height=520,
     )
@@ -784,8 +814,7 @@ def compare_figure(comparison: pd.DataFrame, *, hide_zero: bool = True, top: int
 
 def _comparison_timer(comparison: pd.DataFrame) -> str:
     """What timed the two engines of a comparison (``ONNX Runtime CPU``...), with the CPU, from its attrs."""
-    sources = comparison.attrs.get("sources") or []
-    timer = " and ".join(BACKEND_TIMERS.get(s, s) for s in sources) or "layer"
+    timer = timer_label(comparison.attrs.get("sources") or [], default="layer")
     cpus = comparison.attrs.get("measured_on") or []
     return timer + (f" ({', '.join(cpus)})" if cpus else "")
 

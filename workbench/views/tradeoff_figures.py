@@ -15,10 +15,11 @@ import plotly.graph_objects as go
 from workbench.tables.machine import MACHINE_COLUMN, machines_in
 from workbench.tables.results import front_within_noise, pareto_front, wilson_interval
 from workbench.views.engine_figures import (
-    BACKEND_TIMERS,
     OTHER_PRECISION_COLORS,
     PRECISION_COLORS,
     UNKNOWN,
+    spread_bars,
+    timer_label,
 )
 from workbench.views.figure_style import fit_labels
 from workbench.workspace import write_atomic
@@ -315,10 +316,8 @@ def _error_x(part: pd.DataFrame, x: str) -> dict | None:
     """Error bars of a median latency: p10 to p90 of the timed runs (p90 alone where p10 was not recorded)."""
     if x != "median_ms" or "p90_ms" not in part.columns:
         return None
-    median = part[x].to_numpy(dtype=float)
-    p10 = part["p10_ms"].to_numpy(dtype=float) if "p10_ms" in part.columns else np.full(len(part), np.nan)
-    return dict(type="data", symmetric=False, array=_or_none(part["p90_ms"].to_numpy(dtype=float) - median),
-                arrayminus=_or_none(median - p10), thickness=1, width=3, visible=True)
+    p10 = part["p10_ms"] if "p10_ms" in part.columns else np.full(len(part), np.nan)
+    return spread_bars(part[x], p10, part["p90_ms"], width=3, visible=True)
 
 
 def _or_none(values: np.ndarray) -> list:
@@ -405,7 +404,7 @@ def latency_axis_title(rows: pd.DataFrame, column: str) -> str:
     """
     backends = sorted({_text(b, "") for b in rows.get("backend", pd.Series(dtype=object))} - {""},
                       key=lambda b: (b != "tensorrt", b))  # TensorRT leads where it ran
-    what = " and ".join(BACKEND_TIMERS.get(b, b) for b in backends) or "measured"
+    what = timer_label(backends)
     title = f"{what} {AXIS_TITLES.get(column, column)}"
     if column in LOWER_IS_BETTER:
         title += " — lower is better"
