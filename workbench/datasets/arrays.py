@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -227,6 +228,24 @@ def iter_batches(inputs: Mapping[str, np.ndarray], batch_size: int, sample_axes=
     total = num_samples(inputs, axes)
     for start in range(0, total, int(batch_size)):
         yield take_batch(inputs, batch_size, axes, start=start)
+
+
+def arrays_sha256(arrays: Mapping[str, np.ndarray], digest=None):
+    """Feed ``arrays`` (names, dtypes, shapes and bytes, by name) into a sha256: equal data, equal hash.
+
+    Args:
+        arrays: Name -> array.
+        digest: A ``hashlib.sha256`` object to extend (a new one when None).
+
+    Returns:
+        The digest object (call ``hexdigest()`` on it, or feed it more).
+    """
+    digest = hashlib.sha256() if digest is None else digest
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest
 
 
 def select_samples(inputs: Mapping[str, np.ndarray], indices, sample_axes=None) -> dict[str, np.ndarray]:

@@ -24,7 +24,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from workbench.datasets.arrays import (
     LABELS_KEY,
     SPEC_KEY,
     InputDataError,
+    arrays_sha256,
     check_inputs,
     check_model_inputs,
     iter_batches,
@@ -148,11 +148,7 @@ class CalibrationSet:
 
     def content_hash(self) -> str:
         """sha256 of the samples (names, dtypes, shapes and bytes): equal data, equal hash."""
-        digest = hashlib.sha256()
-        for name in sorted(self.inputs):
-            array = np.ascontiguousarray(self.inputs[name])
-            digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-            digest.update(memoryview(array).cast("B"))
+        digest = arrays_sha256(self.inputs)
         if any(axis != 0 for axis in self.sample_axes.values()):  # the default layout keeps old hashes
             digest.update(json.dumps(self.sample_axes, sort_keys=True).encode())
         return digest.hexdigest()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import io
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from workbench.datasets.arrays import SPEC_KEY, spec_array
+from workbench.datasets.arrays import SPEC_KEY, arrays_sha256, spec_array
 from workbench.errors import WorkbenchError
 from workbench.model.fingerprint import file_sha256, model_files, sha256_files
 from workbench.tables.machine import machine_facts, machine_label
@@ -169,15 +168,6 @@ class Blob:
     files: dict
 
 
-def _arrays_hash(arrays: Mapping[str, np.ndarray]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        array = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
-
-
 def arrays_ref(arrays: Mapping[str, np.ndarray], labels: np.ndarray | None = None, *, name: str = "arrays",
                shown: str | None = "arrays", sample_axes: Mapping[str, int | None] | None = None) -> FileRef:
     """In-memory arrays as a content-addressed ``.npz`` in the workspace (written once), and its reference.
@@ -199,7 +189,7 @@ def arrays_ref(arrays: Mapping[str, np.ndarray], labels: np.ndarray | None = Non
         content["labels"] = np.asarray(labels)
     if sample_axes and any(axis != 0 for axis in sample_axes.values()):  # the default layout keeps old hashes
         content[SPEC_KEY] = spec_array(sample_axes)
-    path = workspace_dir(BLOBS) / f"{name}-{_arrays_hash(content)[:16]}.npz"
+    path = workspace_dir(BLOBS) / f"{name}-{arrays_sha256(content).hexdigest()[:16]}.npz"
     if not path.is_file():
         buffer = io.BytesIO()
         np.savez(buffer, **content)
