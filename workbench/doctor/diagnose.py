@@ -753,26 +753,21 @@ def _data_source(data) -> str:
 
 def _search_fix(evaluator, naive_config, int8_acc, ranking, flags, outliers, clips, base_method, methods, passes):
     """Calibration alternatives the evidence points at, then the exclusion search."""
-    alternatives = []
-    tried: list[tuple[Config, float]] = [(naive_config, int8_acc)]
+    candidates = []  # (config, what, why): independent, so evaluated together (in parallel with a runner)
     if outliers:
-        config = Config.make(method=base_method, drop_samples=[o["sample"] for o in outliers])
-        value = evaluator(config, "drop outlier calibration samples")
-        alternatives.append({"config": config.to_dict(), "value": value, "top1": top1_of(evaluator.metric, value),
-                             "passed": passes(value),
-                             "why": f"{len(outliers)} calibration sample(s) far outside the rest"})
-        tried.append((config, value))
+        candidates.append((Config.make(method=base_method, drop_samples=[o["sample"] for o in outliers]),
+                           "drop outlier calibration samples",
+                           f"{len(outliers)} calibration sample(s) far outside the rest"))
     flagged = {(f["node"], f["tensor"]) for f in flags if f["kind"] in ("heavy-tail", "saturation", "channel-outlier")}
     if flagged:
-        for m in methods:
-            if m == base_method or not method_helps(clips, base_method, m, flagged):
-                continue
-            config = Config.make(method=m)
-            value = evaluator(config, f"method {m}")
-            alternatives.append({"config": config.to_dict(), "value": value, "top1": top1_of(evaluator.metric, value),
-                                 "passed": passes(value),
-                                 "why": f"{m} clips a flagged range at least 2x tighter than {base_method}"})
-            tried.append((config, value))
+        candidates += [(Config.make(method=m), f"method {m}",
+                        f"{m} clips a flagged range at least 2x tighter than {base_method}")
+                       for m in methods if m != base_method and method_helps(clips, base_method, m, flagged)]
+    values = evaluator.evaluate_many([c for c, _, _ in candidates], [w for _, w, _ in candidates])
+    alternatives = [{"config": config.to_dict(), "value": value, "top1": top1_of(evaluator.metric, value),
+                     "passed": passes(value), "why": why}
+                    for (config, _, why), value in zip(candidates, values)]
+    tried: list[tuple[Config, float]] = [(naive_config, int8_acc)] + [(c, v) for (c, _, _), v in zip(candidates, values)]
     passing = [(c, v) for c, v in tried[1:] if passes(v)]
     if passing:
         config, value = max(passing, key=lambda cv: cv[1])
@@ -838,11 +833,10 @@ def accuracy_vs_calibration_size(evaluator: Evaluator, sizes: Sequence[int], met
     bad = [s for s in sizes if int(s) < 1]
     if bad:
         raise DoctorError(f"calibration sizes must be at least 1, got {bad}.")
-    curve = []
-    for n in sorted({int(s) for s in sizes if int(s) <= available}):
-        config = Config.make(method=method, num_samples=None if n == available else n)
-        value = evaluator(config, f"calibration size {n}")
-        curve.append({"num_samples": n, "value": value, "top1": top1_of(evaluator.metric, value)})
-    return curve
+    counts = sorted({int(s) for s in sizes if int(s) <= available})
+    configs = [Config.make(method=method, num_samples=None if n == available else n) for n in counts]
+    values = evaluator.evaluate_many(configs, [f"calibration size {n}" for n in counts])  # together on a runner
+    return [{"num_samples": n, "value": value, "top1": top1_of(evaluator.metric, value)}
+            for n, value in zip(counts, values)]
 
 
