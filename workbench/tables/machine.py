@@ -23,12 +23,15 @@ MACHINE_COLUMN = "machine"
 
 
 def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    """The CPU's model name (``/proc/cpuinfo`` on x86 and ARM Linux), else what :mod:`platform` knows."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                # x86 says "model name"; ARM kernels say "Model" or "Processor" (lower-case
+                # "processor" is the CPU's index on both)
+                if key.strip() in ("model name", "Model", "Processor") and value.strip():
+                    return value.strip()
     except OSError:
         pass
     return platform.processor() or platform.machine()
