@@ -9,9 +9,10 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from jupyter_server.serverapp import ServerApp
+from test_model_traits import stateful
 from tiny_models import CLASSES, tiny_classifier
 
-from workbench.datasets import save_npz
+from workbench.datasets import load_data, save_npz
 from workbench.lab import WEBSOCKET_MAX_MESSAGE_BYTES, lab_command
 from workbench.samples import sample_path
 from workbench.tables import ResultsTable
@@ -24,6 +25,7 @@ from workbench.workflows.picked import (
     describe_picked,
     doctor_picked,
     precision_picked,
+    tradeoff_rows,
 )
 
 
@@ -263,3 +265,24 @@ def test_the_own_model_steps_of_notebooks_03_to_05_run_on_a_model_without_labels
     assert figure.layout.title.text.startswith("tiny") and "agreement" in figure.layout.yaxis.title.text
     assert sorted(table.frame()["variant"]) == ["fp32", "int8-minmax-all"]
     assert set(table.frame()["metric"]) == {"agreement"}
+
+
+def test_steps_keep_the_data_description_of_a_state_input(tmp_path, _workspace):
+    """A state whose samples run along axis 1 (and a scalar fed as it is) reach calibration and the
+    sweep cut along the described axes, not along axis 0."""
+    model = tmp_path / "vad.onnx"
+    stateful(model)
+    rng = np.random.default_rng(0)
+    data = save_npz(tmp_path / "vad.npz", {"audio": rng.standard_normal((40, 16)).astype(np.float32),
+                                           "sr": np.array(16000, np.int64),
+                                           "state": rng.standard_normal((2, 40, 8)).astype(np.float32)},
+                    sample_axes={"state": 1})
+    picker = ModelPicker(sample=None)
+    picker.path_box.value = str(model)
+    picker.data_box.value = str(data)
+    calib = load_data(picker.picked.data.calibration(8))
+    assert calib.sample_axes == {"audio": 0, "sr": None, "state": 1} and calib.inputs["state"].shape == (2, 8, 8)
+    note, table = precision_picked(picker.picked, ("int8",))
+    assert "40 samples of the picked data" in note and set(table["variant"]) == {"fp32", "int8"}
+    rows = tradeoff_rows(picker.picked, ("fp32", "int8"), iterations=3)
+    assert [r["samples"] for r in rows] == [40, 40] and all(r.get("error") is None for r in rows)

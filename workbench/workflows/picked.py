@@ -23,9 +23,11 @@ from typing import Any
 from workbench.analysis.accuracy import evaluate
 from workbench.backends import get_backend
 from workbench.datasets.arrays import (
+    SPEC_KEY,
     ModelData,
     check_model_inputs,
     load_data,
+    spec_array,
     synthetic_inputs,
 )
 from workbench.doctor.diagnose import diagnose
@@ -65,6 +67,11 @@ class PickedData:
     def take(self, count: int) -> dict:
         """The first ``count`` samples (fewer when the data holds fewer) of every input."""
         return self.data.take(min(int(count), self.num_samples))
+
+    def calibration(self, count: int) -> dict:
+        """The first ``count`` samples as calibration arrays, with their data description (``__spec__``)
+        so inputs whose samples do not run along axis 0 are cut and read right."""
+        return {**self.take(count), SPEC_KEY: spec_array(self.data.sample_axes)}
 
 
 @dataclass
@@ -222,7 +229,7 @@ def precision_picked(picked: Picked, precisions=("fp16", "bf16", "int8"), *, cal
         against the labels when there are any; agreement, cosine and SQNR against FP32 always).
     """
     model, data = picked.model, picked.data
-    calib = data.take(calib_samples)
+    calib = data.calibration(calib_samples)
     variants = {"fp32": make_variant(model, "fp32", progress=progress)}
     for precision in precisions:
         variants[precision] = make_variant(model, precision, calib, progress=progress)
@@ -233,13 +240,6 @@ def precision_picked(picked: Picked, precisions=("fp16", "bf16", "int8"), *, cal
     note = Text(f"{picked.name}: {', '.join(variants)} on {data.num_samples} samples of {origin}; {judged}; "
                 f"INT8 calibrated on the first {min(calib_samples, data.num_samples)} of them.")
     return note, table
-
-
-def _eval_arrays(data: PickedData) -> dict:
-    arrays = dict(data.inputs)
-    if data.labels is not None:
-        arrays["labels"] = data.labels
-    return arrays
 
 
 def doctor_picked(picked: Picked, *, calib_samples: int = 256, target_drop: float | None = None,
@@ -256,7 +256,7 @@ def doctor_picked(picked: Picked, *, calib_samples: int = 256, target_drop: floa
         ``(summary, culprits)``: the doctor's summary lines as text and its culprits, worst first.
     """
     data = picked.data
-    result = diagnose(picked.model.path, data.take(calib_samples), _eval_arrays(data), target_drop=target_drop,
+    result = diagnose(picked.model.path, data.calibration(calib_samples), data.data, target_drop=target_drop,
                       progress=progress)
     lines = list(result.summary())
     if data.synthetic:
@@ -280,6 +280,6 @@ def tradeoff_rows(picked: Picked, recipes=("fp32", "fp16", "bf16", "int8"), *, c
         The rows (the metric is top-1 with labels, else agreement with FP32).
     """
     data = picked.data
-    return measure_variants(picked.model.path, list(recipes), calib=data.take(calib_samples),
-                            eval_data=(data.inputs, data.labels), model_name=picked.name, batch_sizes=(1,),
+    return measure_variants(picked.model.path, list(recipes), calib=data.calibration(calib_samples),
+                            eval_data=data.data, model_name=picked.name, batch_sizes=(1,),
                             iterations=iterations, warmup=5, table=table, progress=progress)

@@ -40,7 +40,7 @@ from typing import Any, Iterator
 from workbench import __version__
 from workbench.analysis.accuracy import DEFAULT_ATOL, DEFAULT_RTOL
 from workbench.backends import get_backend, tensorrt_status
-from workbench.datasets.arrays import load_labelled
+from workbench.datasets.arrays import load_data, num_samples, take_batch
 from workbench.errors import WorkbenchError
 from workbench.model.fingerprint import file_sha256
 from workbench.precision.recipe import Recipe
@@ -312,9 +312,10 @@ def _run(plan: Plan, facts: PlanFacts, remeasure: bool, progress: Any, runner, s
         LOGGER.warning("%s", warnings[-1])
     table = ResultsTable(plan.results)
     specs = _specs(plan)
-    inputs, _labels, _ = load_labelled(plan.evaluation, facts.model.input_names, what="evaluation")
+    evaluation = load_data(plan.evaluation, facts.model.input_names, what="evaluation")
     measured = {} if remeasure else {r["run_key"]: r for r in table.load() if r.get("run_key")}
-    context = _Context(plan, facts, table, inputs, file_sha256(plan.evaluation), measured)
+    context = _Context(plan, facts, table, evaluation.inputs, file_sha256(plan.evaluation), measured,
+                       evaluation.sample_axes)
     entries, builds, layers = [], {}, {}
     reporter = resolve_progress(progress)
     with reporter.task(f"run {plan.name}", total=len(specs) * (1 + len(backends)), unit="step") as task:
@@ -372,6 +373,7 @@ class _Context:
     inputs: dict
     eval_sha256: str
     measured: dict  # run key -> results row already in the table
+    sample_axes: dict | None = None  # the evaluation data's description (None: samples along axis 0)
 
 
 def _specs(plan: Plan) -> list[tuple[VariantSpec, bool]]:
@@ -453,7 +455,7 @@ def _measure_here(context: _Context, variant, backend: str, settings: dict) -> d
     """:func:`measure_variant` in this process, the row noting where (no worker) and when."""
     started, clock = utc_now(), time.perf_counter()
     row = measure_variant(variant, context.plan.model.stem, context.plan.model, context.plan.evaluation,
-                          context.inputs, backend=backend, **settings)
+                          context.inputs, backend=backend, sample_axes=context.sample_axes, **settings)
     return {**row, **in_process_facts(started, clock)}
 
 
@@ -556,9 +558,9 @@ def _profile(context: _Context, variant, entry: dict, warnings: list):
     else:
         path, options = variant.path, {}
     size = plan.batch_sizes[0]
-    feed = {name: array[:size] for name, array in context.inputs.items()}
-    if next(iter(feed.values())).shape[0] < size:
+    if num_samples(context.inputs, context.sample_axes) < size:
         return None
+    feed = take_batch(context.inputs, size, context.sample_axes)
     try:
         engine = get_backend(backend).build(path, options or None)
         return engine.profile(feed, iterations=PROFILE_ITERATIONS, warmup=2)

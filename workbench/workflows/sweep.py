@@ -36,7 +36,12 @@ from workbench.analysis.accuracy import (
     top1_accuracy,
 )
 from workbench.backends import get_backend, tensorrt_status
-from workbench.datasets.arrays import load_labelled
+from workbench.datasets.arrays import (
+    ModelData,
+    load_data,
+    load_labelled,
+    resolve_sample_axes,
+)
 from workbench.errors import WorkbenchError
 from workbench.model import load_model
 from workbench.precision.variants import Variant, as_recipe, cache_key_of, make_variant
@@ -81,17 +86,23 @@ def _check_args(recipes, backends, batch_sizes, iterations, warmup, rounds=1, *,
     return recipes, backends, batch_sizes
 
 
-def _eval_inputs(eval_data, input_names: Sequence[str]) -> dict[str, np.ndarray]:
-    inputs, _labels, _source = load_labelled(eval_data, input_names)
-    return inputs
+def _eval_inputs(eval_data, input_names: Sequence[str]) -> ModelData:
+    return load_data(eval_data, input_names, what="evaluation")
 
 
-def _batch(inputs: Mapping[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
-    """The first ``size`` samples of every input, repeated when there are fewer."""
+def _batch(inputs: Mapping[str, np.ndarray], size: int, sample_axes=None) -> dict[str, np.ndarray]:
+    """The first ``size`` samples of every input along its sample axis, repeated when there are
+    fewer; inputs fed as they are (a scalar, a state without samples) pass unchanged."""
+    axes = resolve_sample_axes(inputs, sample_axes)
     out = {}
     for name, array in inputs.items():
-        reps = -(-size // array.shape[0])
-        out[name] = np.ascontiguousarray(np.concatenate([array] * reps)[:size] if reps > 1 else array[:size])
+        axis = axes[name]
+        if axis is None:
+            out[name] = np.ascontiguousarray(array)
+            continue
+        reps = -(-size // array.shape[axis])
+        whole = np.concatenate([array] * reps, axis=axis) if reps > 1 else array
+        out[name] = np.ascontiguousarray(np.take(whole, np.arange(size), axis=axis))
     return out
 
 
@@ -112,6 +123,7 @@ def measure_variant(
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     metric=None,
+    sample_axes=None,
 ) -> dict:
     """Evaluate and benchmark one variant on one backend; return its results row.
 
@@ -121,7 +133,7 @@ def measure_variant(
         reference: The FP32 model (path) the outputs are compared with.
         eval_data: Labelled data for :func:`workbench.evaluate` (an ``.npz`` path or
             ``(inputs, labels)``).
-        inputs: Input name -> samples to cut benchmark batches from.
+        inputs: Input name -> samples to cut benchmark batches from, along ``sample_axes`` (None: axis 0).
         backend: ``"onnxruntime"`` or ``"tensorrt"``.
         batch_sizes: Benchmark batch sizes; the first fills the row's latency columns, all go
             to ``latency`` (batch size -> median/p90/p99 ms and throughput).
@@ -148,7 +160,8 @@ def measure_variant(
                               backend_options=options or None, atol=atol, rtol=rtol, metric=metric)
     if "latency" in parts:
         engine = get_backend(backend).build(latency_path, options or None)
-        latency, first = _benchmark(engine, inputs, batch_sizes, iterations=iterations, warmup=warmup, rounds=rounds)
+        latency, first = _benchmark(engine, inputs, batch_sizes, iterations=iterations, warmup=warmup, rounds=rounds,
+                                    sample_axes=sample_axes)
     record = variant.record
     calib = record.get("calibration") or {}
     tool = record.get("tool") or {}
@@ -197,7 +210,7 @@ def _where_it_runs(variant, backend: str, threads: int | None) -> tuple[Path, Pa
 
 
 def _benchmark(engine, inputs: Mapping[str, np.ndarray], batch_sizes: Sequence[int], *, iterations: int,
-               warmup: int, rounds: int) -> tuple[dict, Any]:
+               warmup: int, rounds: int, sample_axes=None) -> tuple[dict, Any]:
     """Benchmark ``engine`` at each batch size, keeping the round with the lowest median.
 
     Args:
@@ -212,7 +225,7 @@ def _benchmark(engine, inputs: Mapping[str, np.ndarray], batch_sizes: Sequence[i
     """
     latency, first = {}, None
     for size in batch_sizes:
-        feed = _batch(inputs, size)
+        feed = _batch(inputs, size, sample_axes)
         result = min((engine.benchmark(feed, iterations=iterations, warmup=warmup) for _ in range(max(1, int(rounds)))),
                      key=lambda r: r.median_ms)
         first = first or result
@@ -305,7 +318,7 @@ def measure_variants(
     model_path = Path(getattr(model, "path", model))
     name = model_name or model_path.stem
     loaded = load_model(model_path)
-    inputs = _eval_inputs(eval_data, [i["name"] for i in loaded.summary.inputs])
+    data = _eval_inputs(eval_data, [i["name"] for i in loaded.summary.inputs])
     measured = _measured_rows(table, batch_sizes) if table is not None and not remeasure else {}
     bench = dict(batch_sizes=batch_sizes, iterations=iterations, warmup=warmup, threads=threads, rounds=rounds,
                  metric=metric)
@@ -322,7 +335,7 @@ def measure_variants(
             for backend in backends:
                 row = _already(measured, variant.record.get("key"), backend, path=variant.path)
                 if row is None:
-                    row = _measure_here(variant, name, model_path, eval_data, inputs, backend, bench)
+                    row = _measure_here(variant, name, model_path, eval_data, data, backend, bench)
                     if table is not None:
                         row["id"] = table.add(row)
                 rows.append(row)
@@ -330,10 +343,11 @@ def measure_variants(
     return rows
 
 
-def _measure_here(variant, name: str, model_path, eval_data, inputs, backend: str, bench: dict) -> dict:
+def _measure_here(variant, name: str, model_path, eval_data, data: ModelData, backend: str, bench: dict) -> dict:
     """:func:`measure_variant` in this process, the row noting where and when, and the variant's hashes."""
     started, clock = utc_now(), time.perf_counter()
-    row = measure_variant(variant, name, model_path, eval_data, inputs, backend=backend, **bench)
+    row = measure_variant(variant, name, model_path, eval_data, data.inputs, backend=backend,
+                          sample_axes=data.sample_axes, **bench)
     return {**row, **in_process_facts(started, clock), **variant_facts(variant)}
 
 
@@ -365,8 +379,9 @@ def measure_part(model, recipe, calib, eval_data, *, backend: str, model_name: s
     """
     loaded = load_model(model)
     variant = make_variant(loaded, as_recipe(recipe), calib, workspace=workspace, progress=False)
-    inputs = _eval_inputs(eval_data, [i["name"] for i in loaded.summary.inputs])
-    row = measure_variant(variant, model_name, loaded.path, eval_data, inputs, backend=backend, parts=parts, **bench)
+    data = _eval_inputs(eval_data, [i["name"] for i in loaded.summary.inputs])
+    row = measure_variant(variant, model_name, loaded.path, eval_data, data.inputs, backend=backend, parts=parts,
+                          sample_axes=data.sample_axes, **bench)
     row.update(variant_facts(variant))
     return row
 
